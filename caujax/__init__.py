@@ -1,0 +1,1 @@
+"""caujax: JAX-native post-training of LLMs into causal reasoners."""

@@ -1,0 +1,94 @@
+"""ModelConfig: every architectural difference between Llama, Qwen2/2.5, Qwen3 and Gemma 3 as a typed field."""
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+Family = Literal["llama", "qwen2", "qwen3", "gemma3"]
+LayerType = Literal["global", "local"]
+DType = Literal["float32", "bfloat16"]
+
+
+@dataclasses.dataclass(frozen=True)
+class RopeScaling:
+    """RoPE frequency scaling of the global layers. "llama3" is Llama 3.1's smooth interpolation
+    (Meta's llama3.1 reference, `apply_scaling`); "linear" divides every frequency by `factor` (Gemma 3 4B+)."""
+
+    kind: Literal["llama3", "linear"]
+    factor: float
+    low_freq_factor: float = 1.0
+    high_freq_factor: float = 4.0
+    original_max_position: int = 8192
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """Decoder hyperparameters. Letters refer to the axis glossary at the top of decoder.py."""
+
+    family: Family                      # only used to name tensors on import/export; layers never test it
+    vocab_size: int                     # V
+    embed_dim: int                      # D
+    num_layers: int                     # L
+    num_heads: int                      # N query heads
+    num_kv_heads: int                   # K key/value heads (GQA when K < N)
+    head_dim: int                       # H
+    mlp_dim: int                        # F
+    activation: Literal["silu", "gelu_tanh"] = "silu"   # SwiGLU (Llama/Qwen) or GeGLU with tanh gelu (Gemma)
+    qkv_bias: bool = False              # Qwen2/2.5: bias on q, k and v projections
+    qk_norm: bool = False               # Qwen3/Gemma3: RMSNorm over H on queries and keys before RoPE
+    sandwich_norms: bool = False        # Gemma3: extra RMSNorm on the attention and MLP outputs before the residual
+    norm_plus_one: bool = False         # Gemma: RMSNorm scales by (1 + w), weights stored centred on 0
+    norm_eps: float = 1e-6
+    embed_scale: bool = False           # Gemma: token embeddings multiplied by sqrt(D)
+    query_pre_attn_scalar: float | None = None   # Gemma3: scores scaled by this**-0.5 instead of H**-0.5
+    rope_theta: float = 10_000.0        # base of the global layers
+    rope_local_theta: float | None = None         # base of sliding-window layers (Gemma3 10k); None = rope_theta
+    rope_scaling: RopeScaling | None = None
+    layer_types: tuple[LayerType, ...] = ()       # per layer; () means all global
+    sliding_window: int | None = None   # local layers see keys with q_pos - k_pos < sliding_window
+    attn_logit_softcap: float | None = None
+    final_logit_softcap: float | None = None
+    tie_embeddings: bool = False
+    param_dtype: DType = "float32"
+    compute_dtype: DType = "float32"
+    max_position: int = 32_768          # only recorded for export; the decoder itself has no position table
+    bos_token_id: int | None = None
+    eos_token_ids: tuple[int, ...] = ()
+    pad_token_id: int | None = None
+
+    def __post_init__(self):
+        if self.num_heads % self.num_kv_heads:
+            raise ValueError(f"num_heads={self.num_heads} is not a multiple of num_kv_heads={self.num_kv_heads}")
+        if self.layer_types and len(self.layer_types) != self.num_layers:
+            raise ValueError(f"layer_types has {len(self.layer_types)} entries for num_layers={self.num_layers}")
+        if "local" in self.layer_types and not self.sliding_window:
+            raise ValueError("local (sliding-window) layers need sliding_window > 0")
+        for name in ("param_dtype", "compute_dtype"):
+            if getattr(self, name) not in ("float32", "bfloat16"):
+                raise ValueError(f"{name}={getattr(self, name)!r}; expected 'float32' or 'bfloat16'")
+
+    def layer_type(self, i: int) -> LayerType:
+        return self.layer_types[i] if self.layer_types else "global"
+
+    def replace(self, **changes) -> "ModelConfig":
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def tiny(cls, family: Family = "qwen2", **override) -> "ModelConfig":
+        """A CPU-sized model of the given family, for tests (gemma's DummyGemma idea: same code path, tiny)."""
+        base = dict(family=family, vocab_size=128, embed_dim=32, num_layers=2, num_heads=4, num_kv_heads=2,
+                    head_dim=8, mlp_dim=64, rope_theta=10_000.0, tie_embeddings=True)
+        base.update(FAMILY_FLAGS[family])
+        base.update(override)
+        return cls(**base)
+
+
+# The flags that make each family what it is; hf.py reads the remaining numbers from config.json.
+FAMILY_FLAGS: dict[str, dict] = {
+    "llama": dict(activation="silu", norm_eps=1e-5),
+    "qwen2": dict(activation="silu", qkv_bias=True),
+    "qwen3": dict(activation="silu", qk_norm=True),
+    "gemma3": dict(activation="gelu_tanh", qk_norm=True, sandwich_norms=True, norm_plus_one=True, embed_scale=True,
+                   query_pre_attn_scalar=8.0, rope_local_theta=10_000.0, rope_theta=1_000_000.0,
+                   layer_types=("local", "global"), sliding_window=4),
+}

@@ -1,0 +1,252 @@
+"""One Flax NNX decoder for Llama 3.x, Qwen2/2.5 (and DeepSeek-R1-Distill), Qwen3 and Gemma 3.
+
+Family differences are ModelConfig fields (qkv_bias, qk_norm, sandwich_norms, ...); no layer tests the family.
+
+Axis letters used in names and einsums:
+  B batch, T query length, S key length (cache slots + new tokens), V vocabulary, D model width,
+  N query heads, K key/value heads, G query heads per kv head (N = K * G), H head dim, F MLP width.
+
+Masking is by position, not by array index: a key is visible to a query when it is a real token
+(mask or filled cache slot), its position is <= the query's, and, on sliding-window layers,
+q_pos - k_pos < sliding_window. Left padding, right padding and ring-buffer caches all reduce to that rule.
+"""
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from caujax.models.config import ModelConfig
+
+Cache = list[dict[str, jax.Array]]     # per layer: k_BSKH, v_BSKH, pos_BS (-1 marks an empty slot)
+_NEG = -0.7 * float(jnp.finfo(jnp.float32).max)   # finite, so fully masked rows (pad queries) stay NaN-free
+
+
+def _param(rngs: nnx.Rngs, shape, axes, init="normal", dtype="float32") -> nnx.Param:
+    if init == "normal":
+        value = 0.02 * jax.random.normal(rngs.params(), shape, jnp.float32)
+    elif init == "ones":
+        value = jnp.ones(shape, jnp.float32)
+    else:
+        value = jnp.zeros(shape, jnp.float32)
+    return nnx.Param(value.astype(dtype), out_sharding=axes)
+
+
+class RMSNorm(nnx.Module):
+    """RMSNorm in float32; Gemma stores w centred on 0 and scales by (1 + w)."""
+
+    def __init__(self, dim: int, cfg: ModelConfig, rngs: nnx.Rngs):
+        self.eps, self.plus_one = cfg.norm_eps, cfg.norm_plus_one
+        self.scale = _param(rngs, (dim,), ("norm",), "zeros" if cfg.norm_plus_one else "ones", cfg.param_dtype)
+
+    def __call__(self, x):
+        x32 = x.astype(jnp.float32)
+        y = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + self.eps)
+        w = self.scale[...].astype(jnp.float32)
+        return (y * (1.0 + w if self.plus_one else w)).astype(x.dtype)
+
+
+def rope_inv_freq(cfg: ModelConfig, local: bool) -> jax.Array:
+    """Inverse frequencies [H/2] in float32, with Llama 3.1 or linear scaling on the global layers."""
+    theta = cfg.rope_local_theta if (local and cfg.rope_local_theta) else cfg.rope_theta
+    inv = 1.0 / (theta ** (jnp.arange(0, cfg.head_dim, 2, dtype=jnp.float32) / cfg.head_dim))
+    sc = None if local else cfg.rope_scaling
+    if sc is None:
+        return inv
+    if sc.kind == "linear":
+        return inv / sc.factor
+    # Llama 3.1: keep high frequencies, divide low ones by factor, interpolate smoothly in between.
+    low_wavelen = sc.original_max_position / sc.low_freq_factor
+    high_wavelen = sc.original_max_position / sc.high_freq_factor
+    wavelen = 2 * math.pi / inv
+    scaled = jnp.where(wavelen > low_wavelen, inv / sc.factor, inv)
+    smooth = (sc.original_max_position / wavelen - sc.low_freq_factor) / (sc.high_freq_factor - sc.low_freq_factor)
+    smoothed = (1 - smooth) * scaled / sc.factor + smooth * scaled
+    medium = (wavelen >= high_wavelen) & (wavelen <= low_wavelen)
+    return jnp.where(medium, smoothed, scaled)
+
+
+def apply_rope(x_BTNH, positions_BT, inv_freq):
+    """Rotate-half RoPE (the Hugging Face weight layout), computed in float32."""
+    angles_BTh = positions_BT[..., None].astype(jnp.float32) * inv_freq
+    cos = jnp.concatenate([jnp.cos(angles_BTh)] * 2, axis=-1)[:, :, None, :]
+    sin = jnp.concatenate([jnp.sin(angles_BTh)] * 2, axis=-1)[:, :, None, :]
+    x = x_BTNH.astype(jnp.float32)
+    x1, x2 = jnp.split(x, 2, axis=-1)
+    rotated = jnp.concatenate([-x2, x1], axis=-1)
+    return (x * cos + rotated * sin).astype(x_BTNH.dtype)
+
+
+class Attention(nnx.Module):
+    def __init__(self, cfg: ModelConfig, layer: int, rngs: nnx.Rngs):
+        D, N, K, H, pd = cfg.embed_dim, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim, cfg.param_dtype
+        self.cfg, self.local = cfg, cfg.layer_type(layer) == "local"
+        self.q = _param(rngs, (D, N, H), ("embed", "heads", "head_dim"), dtype=pd)
+        self.k = _param(rngs, (D, K, H), ("embed", "kv_heads", "head_dim"), dtype=pd)
+        self.v = _param(rngs, (D, K, H), ("embed", "kv_heads", "head_dim"), dtype=pd)
+        self.o = _param(rngs, (N, H, D), ("heads", "head_dim", "embed"), dtype=pd)
+        if cfg.qkv_bias:
+            self.q_bias = _param(rngs, (N, H), ("heads", "head_dim"), "zeros", pd)
+            self.k_bias = _param(rngs, (K, H), ("kv_heads", "head_dim"), "zeros", pd)
+            self.v_bias = _param(rngs, (K, H), ("kv_heads", "head_dim"), "zeros", pd)
+        if cfg.qk_norm:
+            self.q_norm = RMSNorm(H, cfg, rngs)
+            self.k_norm = RMSNorm(H, cfg, rngs)
+
+    def __call__(self, x_BTD, positions_BT, mask_BT, cache: dict | None):
+        cfg, dt = self.cfg, x_BTD.dtype
+        proj = lambda w, spec: jnp.einsum(spec, x_BTD, w[...].astype(dt))
+        q_BTNH, k_BTKH, v_BTKH = proj(self.q, "BTD,DNH->BTNH"), proj(self.k, "BTD,DKH->BTKH"), proj(self.v, "BTD,DKH->BTKH")
+        if cfg.qkv_bias:
+            q_BTNH += self.q_bias[...].astype(dt)
+            k_BTKH += self.k_bias[...].astype(dt)
+            v_BTKH += self.v_bias[...].astype(dt)
+        if cfg.qk_norm:
+            q_BTNH, k_BTKH = self.q_norm(q_BTNH), self.k_norm(k_BTKH)
+        inv_freq = rope_inv_freq(cfg, self.local)
+        q_BTNH, k_BTKH = apply_rope(q_BTNH, positions_BT, inv_freq), apply_rope(k_BTKH, positions_BT, inv_freq)
+
+        # Keys are [cache slots; new tokens]: the new tokens must see each other even when a prefill is longer
+        # than a sliding-window layer's ring buffer, so they are attended before being written.
+        if cache is None:
+            keys_BSKH, vals_BSKH, k_pos_BS, k_ok_BS = k_BTKH, v_BTKH, positions_BT, mask_BT
+        else:
+            keys_BSKH = jnp.concatenate([cache["k"].astype(dt), k_BTKH], axis=1)
+            vals_BSKH = jnp.concatenate([cache["v"].astype(dt), v_BTKH], axis=1)
+            k_pos_BS = jnp.concatenate([cache["pos"], positions_BT], axis=1)
+            k_ok_BS = jnp.concatenate([cache["pos"] >= 0, mask_BT], axis=1)
+
+        B, T, N, H = q_BTNH.shape
+        K = cfg.num_kv_heads
+        q_BTKGH = q_BTNH.reshape(B, T, K, N // K, H)
+        scale = (cfg.query_pre_attn_scalar or H) ** -0.5
+        s_BKGTS = jnp.einsum("BTKGH,BSKH->BKGTS", q_BTKGH, keys_BSKH, preferred_element_type=jnp.float32) * scale
+        if cfg.attn_logit_softcap:
+            s_BKGTS = jnp.tanh(s_BKGTS / cfg.attn_logit_softcap) * cfg.attn_logit_softcap
+        q_pos, k_pos = positions_BT[:, :, None], k_pos_BS[:, None, :]
+        visible_BTS = k_ok_BS.astype(bool)[:, None, :] & (k_pos <= q_pos)
+        if self.local:
+            visible_BTS &= q_pos - k_pos < cfg.sliding_window
+        s_BKGTS = jnp.where(visible_BTS[:, None, None], s_BKGTS, _NEG)
+        p_BKGTS = jax.nn.softmax(s_BKGTS, axis=-1).astype(dt)
+        out_BTNH = jnp.einsum("BKGTS,BSKH->BTKGH", p_BKGTS, vals_BSKH).reshape(B, T, N, H)
+        out_BTD = jnp.einsum("BTNH,NHD->BTD", out_BTNH, self.o[...].astype(dt))
+        return out_BTD, (None if cache is None else _write_cache(cache, k_BTKH, v_BTKH, positions_BT, mask_BT))
+
+
+def _write_cache(cache: dict, k_BTKH, v_BTKH, positions_BT, mask_BT) -> dict:
+    """Store new keys at slot = position % S. Pads, and tokens that a longer-than-S prefill would overwrite in the
+    same call, are sent to slot S and dropped, so no two writes hit one slot (scatter order is undefined)."""
+    S = cache["pos"].shape[1]
+    valid = mask_BT.astype(jnp.int32)
+    later_BT = jnp.cumsum(valid[:, ::-1], axis=1)[:, ::-1] - valid     # valid tokens after t in the row
+    slot_BT = jnp.where((valid > 0) & (later_BT < S), positions_BT % S, S)
+    rows_BT = jnp.broadcast_to(jnp.arange(slot_BT.shape[0])[:, None], slot_BT.shape)
+    put = lambda buf, new: buf.at[rows_BT, slot_BT].set(new.astype(buf.dtype), mode="drop")
+    return {"k": put(cache["k"], k_BTKH), "v": put(cache["v"], v_BTKH), "pos": put(cache["pos"], positions_BT)}
+
+
+class MLP(nnx.Module):
+    """Gated MLP: SwiGLU (silu) or GeGLU (tanh-approximated gelu)."""
+
+    def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
+        D, F, pd = cfg.embed_dim, cfg.mlp_dim, cfg.param_dtype
+        self.act = jax.nn.silu if cfg.activation == "silu" else (lambda x: jax.nn.gelu(x, approximate=True))
+        self.gate = _param(rngs, (D, F), ("embed", "mlp"), dtype=pd)
+        self.up = _param(rngs, (D, F), ("embed", "mlp"), dtype=pd)
+        self.down = _param(rngs, (F, D), ("mlp", "embed"), dtype=pd)
+
+    def __call__(self, x_BTD):
+        dt = x_BTD.dtype
+        gate_BTF = jnp.einsum("BTD,DF->BTF", x_BTD, self.gate[...].astype(dt))
+        up_BTF = jnp.einsum("BTD,DF->BTF", x_BTD, self.up[...].astype(dt))
+        return jnp.einsum("BTF,FD->BTD", self.act(gate_BTF) * up_BTF, self.down[...].astype(dt))
+
+
+class Block(nnx.Module):
+    def __init__(self, cfg: ModelConfig, layer: int, rngs: nnx.Rngs):
+        self.sandwich = cfg.sandwich_norms
+        self.attn_norm, self.attn = RMSNorm(cfg.embed_dim, cfg, rngs), Attention(cfg, layer, rngs)
+        self.mlp_norm, self.mlp = RMSNorm(cfg.embed_dim, cfg, rngs), MLP(cfg, rngs)
+        if cfg.sandwich_norms:
+            self.post_attn_norm = RMSNorm(cfg.embed_dim, cfg, rngs)
+            self.post_mlp_norm = RMSNorm(cfg.embed_dim, cfg, rngs)
+
+    def __call__(self, x_BTD, positions_BT, mask_BT, cache):
+        a_BTD, cache = self.attn(self.attn_norm(x_BTD), positions_BT, mask_BT, cache)
+        x_BTD = x_BTD + (self.post_attn_norm(a_BTD) if self.sandwich else a_BTD)
+        m_BTD = self.mlp(self.mlp_norm(x_BTD))
+        return x_BTD + (self.post_mlp_norm(m_BTD) if self.sandwich else m_BTD), cache
+
+
+class Decoder(nnx.Module):
+    """Causal LM. `model(tokens_BT) -> logits_BTV` is the plain forward; `hidden` + `logits` let the loss code
+    project onto the vocabulary in chunks; `decode` runs with a KV cache for the sampler."""
+
+    def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
+        self.cfg = cfg
+        with nnx.use_eager_sharding(False):   # logical names are resolved later against a mesh (sharding.py)
+            self.embed = _param(rngs, (cfg.vocab_size, cfg.embed_dim), ("vocab", "embed"), dtype=cfg.param_dtype)
+            self.layers = nnx.List([Block(cfg, i, rngs) for i in range(cfg.num_layers)])
+            self.final_norm = RMSNorm(cfg.embed_dim, cfg, rngs)
+            if not cfg.tie_embeddings:
+                self.lm_head = _param(rngs, (cfg.embed_dim, cfg.vocab_size), ("embed", "vocab"), dtype=cfg.param_dtype)
+
+    def __call__(self, tokens_BT, mask_BT=None, positions_BT=None):
+        return self.logits(self.hidden(tokens_BT, mask_BT, positions_BT))
+
+    def hidden(self, tokens_BT, mask_BT=None, positions_BT=None):
+        """Final-normed hidden states h_BTD. Default positions count real tokens, so left padding is harmless."""
+        mask_BT, positions_BT = default_mask_positions(tokens_BT, mask_BT, positions_BT)
+        return self._run(tokens_BT, positions_BT, mask_BT, None)[0]
+
+    def decode(self, tokens_BT, positions_BT, mask_BT, cache: Cache):
+        """Forward T new tokens against a KV cache; returns (logits_BTV, new cache)."""
+        h_BTD, cache = self._run(tokens_BT, positions_BT, mask_BT, cache)
+        return self.logits(h_BTD), cache
+
+    def _run(self, tokens_BT, positions_BT, mask_BT, cache):
+        cfg, dt = self.cfg, jnp.dtype(self.cfg.compute_dtype)
+        x_BTD = jnp.take(self.embed[...], tokens_BT, axis=0).astype(dt)
+        if cfg.embed_scale:   # HF rounds sqrt(D) to the parameter dtype before multiplying
+            x_BTD = x_BTD * jnp.asarray(math.sqrt(cfg.embed_dim), cfg.param_dtype).astype(dt)
+        new_cache = []
+        for i, layer in enumerate(self.layers):
+            x_BTD, c = layer(x_BTD, positions_BT, mask_BT, None if cache is None else cache[i])
+            new_cache.append(c)
+        return self.final_norm(x_BTD), (None if cache is None else new_cache)
+
+    def logits(self, h_BTD, vocab_start=0, vocab_size: int | None = None):
+        """float32 logits for the vocabulary slice [vocab_start, vocab_start + vocab_size); start may be traced."""
+        cfg, dt = self.cfg, h_BTD.dtype
+        size = vocab_size or cfg.vocab_size
+        if cfg.tie_embeddings:
+            w_VD = jax.lax.dynamic_slice_in_dim(self.embed[...], vocab_start, size, axis=0)
+        else:
+            w_VD = jax.lax.dynamic_slice_in_dim(self.lm_head[...], vocab_start, size, axis=1).T
+        logits_BTV = jnp.einsum("BTD,VD->BTV", h_BTD, w_VD.astype(dt), preferred_element_type=jnp.float32)
+        if cfg.final_logit_softcap:
+            logits_BTV = jnp.tanh(logits_BTV / cfg.final_logit_softcap) * cfg.final_logit_softcap
+        return logits_BTV
+
+
+def default_mask_positions(tokens_BT, mask_BT=None, positions_BT=None):
+    """All-ones mask by default; positions = number of real tokens before t (0 for leading pads)."""
+    if mask_BT is None:
+        mask_BT = jnp.ones(tokens_BT.shape, jnp.int32)
+    if positions_BT is None:
+        positions_BT = jnp.maximum(jnp.cumsum(mask_BT.astype(jnp.int32), axis=1) - 1, 0)
+    return mask_BT, positions_BT
+
+
+def init_cache(cfg: ModelConfig, batch: int, max_len: int) -> Cache:
+    """Empty KV cache: max_len slots on global layers, only the window on sliding-window layers."""
+    dt = jnp.dtype(cfg.compute_dtype)
+    cache = []
+    for i in range(cfg.num_layers):
+        S = min(max_len, cfg.sliding_window) if cfg.layer_type(i) == "local" else max_len
+        shape = (batch, S, cfg.num_kv_heads, cfg.head_dim)
+        cache.append({"k": jnp.zeros(shape, dt), "v": jnp.zeros(shape, dt), "pos": jnp.full((batch, S), -1, jnp.int32)})
+    return cache

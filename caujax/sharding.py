@@ -1,0 +1,97 @@
+"""Meshes over ("data", "fsdp", "tensor"), the logical-axis rules for training and sampling, and constrain().
+
+Parameters carry logical axis names (decoder.py); these tables map them to mesh axes. A dimension that its mesh
+axes do not divide (e.g. one kv head on a 2-way tensor axis) is replicated rather than refused.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+
+import jax
+import numpy as np
+from flax import nnx
+from flax.core import spmd
+from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
+
+AXES = ("data", "fsdp", "tensor")
+
+TRAIN_RULES = (
+    ("batch", ("data", "fsdp")), ("embed", "fsdp"), ("heads", "tensor"), ("kv_heads", "tensor"),
+    ("mlp", "tensor"), ("vocab", "tensor"), ("head_dim", None), ("seq", None), ("norm", None),
+)
+# Sampling keeps whole weights on each data shard (no fsdp gather per decoded token): batch and KV cache over
+# data/fsdp, heads over tensor (Tunix/Flax get_default_sharding(is_sampling=True) make the same split).
+SAMPLE_RULES = (
+    ("batch", ("data", "fsdp")), ("embed", None), ("heads", "tensor"), ("kv_heads", "tensor"),
+    ("mlp", "tensor"), ("vocab", "tensor"), ("head_dim", None), ("seq", None), ("norm", None),
+)
+
+
+def make_mesh(data: int = 1, fsdp: int = 1, tensor: int = 1, devices=None) -> Mesh:
+    """A ("data", "fsdp", "tensor") mesh with Auto axes (jax's default Explicit axes break sharding constraints).
+    One of the sizes may be -1: it takes the devices the others leave."""
+    devices = list(devices if devices is not None else jax.devices())
+    sizes = [data, fsdp, tensor]
+    if sizes.count(-1) > 1:
+        raise ValueError(f"at most one mesh axis may be -1, got data={data} fsdp={fsdp} tensor={tensor}")
+    if -1 in sizes:
+        rest = math.prod(s for s in sizes if s != -1)
+        sizes[sizes.index(-1)] = len(devices) // rest
+    if math.prod(sizes) != len(devices) and math.prod(sizes) > len(devices):
+        raise ValueError(f"mesh data={sizes[0]} x fsdp={sizes[1]} x tensor={sizes[2]} = {math.prod(sizes)} "
+                         f"needs more devices than the {len(devices)} available")
+    grid = np.asarray(devices[: math.prod(sizes)]).reshape(sizes)
+    return Mesh(grid, AXES, axis_types=(AxisType.Auto,) * len(AXES))
+
+
+def logical_spec(axes, rules, shape=None, mesh: Mesh | None = None) -> PartitionSpec:
+    """PartitionSpec for logical axis names; with shape and mesh, dims the mesh does not divide are replicated."""
+    table = dict(rules)
+    out = []
+    for i, name in enumerate(axes or ()):
+        if name is not None and name not in table:
+            raise KeyError(f"logical axis {name!r} has no rule; known: {sorted(table)}")
+        target = None if name is None else table[name]
+        if target is not None and shape is not None and mesh is not None:
+            names = target if isinstance(target, tuple) else (target,)
+            if shape[i] % math.prod(mesh.shape[n] for n in names):
+                target = None
+        out.append(target)
+    return PartitionSpec(*out)
+
+
+def state_shardings(state, mesh: Mesh, rules):
+    """NamedSharding for every variable of an nnx.State (abstract or concrete), from its out_sharding names."""
+    def one(v):
+        axes = v.get_metadata().get("out_sharding")
+        return NamedSharding(mesh, logical_spec(axes, rules, v.shape, mesh))
+    return jax.tree.map(one, state, is_leaf=lambda x: isinstance(x, nnx.Variable))
+
+
+def shard_model(model, mesh: Mesh, rules=TRAIN_RULES):
+    """Place every parameter of `model` on `mesh` by its logical names (in place); returns the model."""
+    graphdef, state = nnx.split(model)
+    shardings = state_shardings(state, mesh, rules)
+    values = jax.tree.map(lambda v, s: jax.device_put(v[...], s), state, shardings,
+                          is_leaf=lambda x: isinstance(x, nnx.Variable))
+    nnx.update(model, values)
+    return model
+
+
+@contextlib.contextmanager
+def use_rules(rules):
+    """Rules that constrain() resolves logical names with (also flax's own logical-rule context)."""
+    with spmd.logical_axis_rules(rules):
+        yield
+
+
+def constrain(x, *axes):
+    """with_sharding_constraint by logical names under the active mesh and rules; a no-op on one device or
+    outside a mesh, so CPU tests and single-device runs pay nothing."""
+    mesh = jax.sharding.get_abstract_mesh()
+    if mesh.empty or mesh.size == 1:
+        return x
+    rules = spmd.get_logical_axis_rules() or TRAIN_RULES
+    spec = logical_spec(axes, rules, x.shape, mesh)
+    return jax.lax.with_sharding_constraint(x, spec)

@@ -1,0 +1,45 @@
+"""Shared test setup: 8 fake CPU devices, strict numpy rank promotion, and the real data directories.
+
+XLA_FLAGS must be set before jax is imported anywhere, so this module sets it at import time; pytest imports
+conftest.py before any test module.
+"""
+import os
+import pathlib
+
+os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")          # no hub access at test time, ever
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest  # noqa: E402
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+
+
+def _data_dir(env: str, sub: str) -> pathlib.Path:
+    """The env var wins; else the `shared/` checkout beside the repository (how CI and developers lay it out)."""
+    path = pathlib.Path(os.environ.get(env) or REPO.parent / "shared" / sub)
+    if not path.is_dir():
+        # Fail, never skip: a skipped data test in CI is a test that does not exist.
+        pytest.fail(f"{env} is not set and {path} does not exist; point {env} at the data directory")
+    return path
+
+
+@pytest.fixture(scope="session")
+def caugym_dir() -> pathlib.Path:
+    return _data_dir("CAUGYM_DIR", "caugym")
+
+
+@pytest.fixture(scope="session")
+def calm_dir() -> pathlib.Path:
+    return _data_dir("CALM_DIR", "calm")
+
+
+def pytest_configure(config):
+    try:
+        import jax
+    except ImportError:       # the plain-Python parts (causal engine, scorers) are testable without jax
+        return
+    jax.config.update("jax_numpy_rank_promotion", "raise")
+    jax.config.update("jax_platforms", "cpu")
