@@ -45,7 +45,8 @@ class RMSNorm(nnx.Module):
         x32 = x.astype(jnp.float32)
         y = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + self.eps)
         w = self.scale[...].astype(jnp.float32)
-        return (y * (1.0 + w if self.plus_one else w)).astype(x.dtype)
+        w = (1.0 + w if self.plus_one else w).reshape((1,) * (x.ndim - 1) + w.shape)
+        return (y * w).astype(x.dtype)
 
 
 def rope_inv_freq(cfg: ModelConfig, local: bool) -> jax.Array:
@@ -70,7 +71,7 @@ def rope_inv_freq(cfg: ModelConfig, local: bool) -> jax.Array:
 
 def apply_rope(x_BTNH, positions_BT, inv_freq):
     """Rotate-half RoPE (the Hugging Face weight layout), computed in float32."""
-    angles_BTh = positions_BT[..., None].astype(jnp.float32) * inv_freq
+    angles_BTh = positions_BT[..., None].astype(jnp.float32) * inv_freq[None, None, :]
     cos = jnp.concatenate([jnp.cos(angles_BTh)] * 2, axis=-1)[:, :, None, :]
     sin = jnp.concatenate([jnp.sin(angles_BTh)] * 2, axis=-1)[:, :, None, :]
     x = x_BTNH.astype(jnp.float32)
@@ -100,9 +101,9 @@ class Attention(nnx.Module):
         proj = lambda w, spec: jnp.einsum(spec, x_BTD, w[...].astype(dt))
         q_BTNH, k_BTKH, v_BTKH = proj(self.q, "BTD,DNH->BTNH"), proj(self.k, "BTD,DKH->BTKH"), proj(self.v, "BTD,DKH->BTKH")
         if cfg.qkv_bias:
-            q_BTNH += self.q_bias[...].astype(dt)
-            k_BTKH += self.k_bias[...].astype(dt)
-            v_BTKH += self.v_bias[...].astype(dt)
+            q_BTNH += self.q_bias[...].astype(dt)[None, None]
+            k_BTKH += self.k_bias[...].astype(dt)[None, None]
+            v_BTKH += self.v_bias[...].astype(dt)[None, None]
         if cfg.qk_norm:
             q_BTNH, k_BTKH = self.q_norm(q_BTNH), self.k_norm(k_BTKH)
         inv_freq = rope_inv_freq(cfg, self.local)

@@ -1,0 +1,151 @@
+"""What every loss shares: token log-probs over a chunked vocabulary, the `Loss` sums, aggregation, batch layout.
+
+Batch layout (the contract between data/, step.py and the objectives). A batch is a dict of arrays; B rows, T tokens.
+Log-prob alignment: column t of `logp_BT` scores token t+1 given tokens 0..t, and the last column is 0. Every
+`loss_mask` is aligned with `logp_BT`, not with the tokens: `loss_mask_BT[:, t] = 1` when token t+1 is a completion
+token. (TRL's `completion_mask` is aligned with the tokens; ours is `completion_mask[:, 1:]` padded with one 0.)
+
+SFT
+    tokens_BT      int32   prompt + completion, padded
+    mask_BT        int32   1 for real tokens, 0 for padding
+    loss_mask_BT   int32   1 where token t+1 is a completion token
+DPO  (2B rows in one forward pass: rows [0, B) are the chosen completions, rows [B, 2B) the rejected ones, pair i
+     being rows i and B+i, as TRL concatenates `[chosen; rejected]`)
+    tokens_BT, mask_BT, loss_mask_BT      as for SFT, with 2B rows
+    ref_chosen_B, ref_rejected_B  float32 summed reference log-probs of the completions, from `dpo.reference_logps`
+KTO
+    tokens_BT, mask_BT, loss_mask_BT      as for SFT
+    label_B        int32   1 desirable, 0 undesirable
+    kl_tokens_BT, kl_mask_BT, kl_loss_mask_BT   mismatched pairs: row i holds prompt i with the completion of row
+                   i-1 (mod B) of the same per-device batch, TRL's rotate-by-one (the KL reference point z0)
+    ref_logp_B, ref_kl_B          float32 summed reference log-probs, from `kto.reference_logps`
+    kto_z0         float32 scalar, optional: the reference point computed by step.py over the whole global batch;
+                   without it the objective uses the micro-batch's own (see kto.py)
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+import jax
+import jax.numpy as jnp
+from jax import Array
+
+# 8192 columns of float32 logits cost 32 KiB per token: 256 MiB for 8k tokens, whatever the vocabulary (262k for
+# Gemma 3, where the full [B, T, V] logits would be 8 GiB for the same tokens).
+VOCAB_CHUNK = 8192
+
+Aggregation = Literal["token_mean", "seq_mean_token_mean", "seq_sum_const"]
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class Loss:
+    """Sums, never means, so that micro-batches and hosts combine exactly: the loss is `total / count`.
+
+    `metrics` holds sums too; each metric's docstring in the producing loss names its denominator (usually `count`).
+    """
+
+    total: Array
+    count: Array
+    metrics: dict[str, Array]
+
+    @property
+    def value(self) -> Array:
+        return self.total / jnp.maximum(self.count, 1.0)
+
+
+def aggregate(per_tok_BT: Array, mask_BT: Array, mode: Aggregation, *,
+              const: float | None = None) -> tuple[Array, Array]:
+    """Reduce per-token losses to `(total, count)` so that `sum(total) / sum(count)` over micro-batches equals the
+    full-batch loss. The three modes are the ones in use across RL post-training frameworks (see maxtext#4025):
+
+    - "token_mean": sum over tokens / number of tokens (TRL SFT, DAPO). count = tokens.
+    - "seq_mean_token_mean": per-sequence token mean, then mean over sequences (GRPO's original form); a sequence
+      with no tokens counts with loss 0, as TRL's clamp(min=1) does. count = sequences.
+    - "seq_sum_const": per-sequence sum / const (Dr.GRPO, const = max completion length). count = sequences.
+    """
+    mask_BT = mask_BT.astype(per_tok_BT.dtype)
+    masked_BT = per_tok_BT * mask_BT
+    if mode == "token_mean":
+        return masked_BT.sum(), mask_BT.sum()
+    num_seqs = jnp.asarray(per_tok_BT.shape[0], per_tok_BT.dtype)
+    if mode == "seq_mean_token_mean":
+        per_seq_B = masked_BT.sum(-1) / jnp.maximum(mask_BT.sum(-1), 1.0)
+        return per_seq_B.sum(), num_seqs
+    if mode == "seq_sum_const":
+        if const is None or const <= 0:
+            raise ValueError(f"aggregate mode 'seq_sum_const' needs const > 0, got const={const}")
+        return masked_BT.sum() / const, num_seqs
+    raise ValueError(f"unknown aggregation mode {mode!r}; expected one of {Aggregation.__args__}")
+
+
+def next_token_targets(tokens_BT: Array, mask_BT: Array) -> tuple[Array, Array]:
+    """Targets aligned with `logp_BT` (column t holds token t+1) and where they are valid: the target and its
+    context token both real. The last column has no target and is never valid."""
+    targets_BT = jnp.concatenate([tokens_BT[:, 1:], jnp.zeros_like(tokens_BT[:, :1])], axis=1)
+    mask_BT = mask_BT.astype(jnp.bool_)
+    valid_BT = jnp.concatenate([mask_BT[:, :-1] & mask_BT[:, 1:], jnp.zeros_like(mask_BT[:, :1])], axis=1)
+    return targets_BT, valid_BT
+
+
+def logprobs_from_logits(logits_BTV: Array, targets_BT: Array,
+                         temperature: float = 1.0) -> Array:
+    """log softmax(logits / temperature)[target], position by position, with no shift and no mask: the caller
+    aligns `targets_BT` with the logits (samplers: the sampled token; losses: `next_token_targets`)."""
+    logp_BTV = jax.nn.log_softmax(logits_BTV.astype(jnp.float32) / temperature, axis=-1)
+    return jnp.take_along_axis(logp_BTV, targets_BT[..., None], axis=-1)[..., 0]
+
+
+def token_logprobs(model, tokens_BT: Array, mask_BT: Array, *, temperature: float = 1.0,
+                   vocab_chunk: int = VOCAB_CHUNK) -> Array:
+    """Log-prob of each next token under `model`, aligned so that `logp_BT[:, t] = log p(tokens[t+1] | tokens[<=t])`;
+    the last column, and any position whose target or context token is padding, is 0.
+
+    The vocabulary is walked in chunks of `vocab_chunk` columns with a running logsumexp (the online-softmax
+    recurrence), so at most [B, T, vocab_chunk] float32 logits exist at once, in the forward and, thanks to the
+    rematerialised scan body, in the backward pass too. A vocabulary that is not a multiple of the chunk ends with
+    one static remainder chunk, so no column is counted twice and the model's slice never runs past the end.
+    """
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    if vocab_chunk <= 0:
+        raise ValueError(f"vocab_chunk must be > 0, got {vocab_chunk}")
+    vocab_size = model.cfg.vocab_size
+    targets_BT, valid_BT = next_token_targets(tokens_BT, mask_BT)
+    h_BTD = model.hidden(tokens_BT, mask_BT)
+
+    def fold(carry, start, size):
+        """Fold the logits of columns [start, start+size) into (running max, sum of exp, target logit)."""
+        max_BT, sumexp_BT, target_BT = carry
+        z_BTC = model.logits(h_BTD, start, size).astype(jnp.float32) / temperature
+        new_max_BT = jnp.maximum(max_BT, z_BTC.max(-1))
+        sumexp_BT = sumexp_BT * jnp.exp(max_BT - new_max_BT) + jnp.exp(z_BTC - new_max_BT[..., None]).sum(-1)
+        offset_BT = targets_BT - start
+        in_chunk_BT = (offset_BT >= 0) & (offset_BT < size)
+        picked_BT = jnp.take_along_axis(z_BTC, jnp.clip(offset_BT, 0, size - 1)[..., None], axis=-1)[..., 0]
+        target_BT = target_BT + jnp.where(in_chunk_BT, picked_BT, 0.0)
+        return new_max_BT, sumexp_BT, target_BT
+
+    shape = tokens_BT.shape
+    carry = (jnp.full(shape, -jnp.inf, jnp.float32), jnp.zeros(shape, jnp.float32), jnp.zeros(shape, jnp.float32))
+    chunk = min(vocab_chunk, vocab_size)
+    num_full, remainder = divmod(vocab_size, chunk)
+    if num_full == 1:
+        carry = fold(carry, 0, chunk)
+    else:
+        # Remat: without it the backward pass keeps every chunk's logits, i.e. the full [B, T, V] we avoid.
+        body = jax.checkpoint(lambda c, start: (fold(c, start, chunk), None), prevent_cse=False)
+        carry, _ = jax.lax.scan(body, carry, jnp.arange(num_full, dtype=jnp.int32) * chunk)
+    if remainder:
+        carry = fold(carry, num_full * chunk, remainder)
+    max_BT, sumexp_BT, target_BT = carry
+    logp_BT = target_BT - (max_BT + jnp.log(sumexp_BT))
+    return jnp.where(valid_BT, logp_BT, 0.0)
+
+
+def completion_logps(model, tokens_BT: Array, mask_BT: Array, loss_mask_BT: Array, *,
+                     temperature: float = 1.0) -> Array:
+    """Summed log-prob of each row's completion tokens (not length-averaged), the quantity DPO and KTO compare."""
+    logp_BT = token_logprobs(model, tokens_BT, mask_BT, temperature=temperature)
+    return (logp_BT * loss_mask_BT.astype(logp_BT.dtype)).sum(-1)

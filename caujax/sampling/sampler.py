@@ -1,0 +1,135 @@
+"""Jitted KV-cache sampler: one batched prefill of left-padded prompts, then decoding in one lax.while_loop.
+
+Shapes are bucketed (batch and prompt length rounded up to powers of two) so a whole evaluation compiles once
+per (batch bucket, length bucket) rather than once per prompt. Rows: R = prompts x n samples.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from caujax.models.decoder import init_cache
+from caujax.sampling.methods import SamplingParams, next_tokens
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass
+class SamplingState:
+    step: jax.Array            # number of tokens sampled so far (scalar)
+    tokens_RM: jax.Array       # sampled ids, pad after a row is done; M = max_new_tokens
+    logp_RM: jax.Array         # log-probs of the sampled ids under softmax(logits / T); 0 after done
+    done_R: jax.Array          # row has produced EOS
+    logits_RV: jax.Array       # logits for the next token
+    positions_R: jax.Array     # position of the next token
+    cache: list                # per-layer KV cache (decoder.init_cache)
+    rng: jax.Array
+
+
+@dataclasses.dataclass(frozen=True)
+class SampleOutput:
+    tokens: list[list[list[int]]]       # [prompt][sample] completion ids, EOS included when produced
+    logprobs: list[list[np.ndarray]]    # same layout, one float per token
+    texts: list[list[str]]
+
+
+def bucket(x: int, minimum: int = 8) -> int:
+    """Next power of two >= x (at least `minimum`): the compile-cache key for batch and prompt length."""
+    return max(minimum, 1 << (max(x, 1) - 1).bit_length())
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef", "params", "eos_ids", "cache_len"), donate_argnames=())
+def _sample(graphdef, state, prompt_BP, mask_BP, rng, *, params: SamplingParams, eos_ids: tuple[int, ...],
+            cache_len: int):
+    model = nnx.merge(graphdef, state)
+    B, P = prompt_BP.shape
+    n, M = params.n, params.max_new_tokens
+    positions_BP = jnp.maximum(jnp.cumsum(mask_BP, axis=1) - 1, 0)
+    logits_BPV, cache = model.decode(prompt_BP, positions_BP, mask_BP, init_cache(model.cfg, B, cache_len))
+    # The n samples of a prompt share its prefill: repeat the cache rows instead of recomputing them.
+    rep = lambda x: jnp.repeat(x, n, axis=0)
+    state0 = SamplingState(
+        step=jnp.zeros((), jnp.int32), tokens_RM=jnp.zeros((B * n, M), jnp.int32),
+        logp_RM=jnp.zeros((B * n, M), jnp.float32), done_R=jnp.zeros((B * n,), bool),
+        logits_RV=rep(logits_BPV[:, -1]), positions_R=rep(positions_BP[:, -1] + 1),
+        cache=jax.tree.map(rep, cache), rng=rng)
+    eos = jnp.asarray(eos_ids or (-1,), jnp.int32)
+
+    def cond(s: SamplingState):
+        return (s.step < M) & ~jnp.all(s.done_R)
+
+    def body(s: SamplingState):
+        rng, key = jax.random.split(s.rng)
+        tok_R, logp_R = next_tokens(s.logits_RV, key, params)
+        live_R = ~s.done_R
+        tok_R = jnp.where(live_R, tok_R, 0)
+        tokens = s.tokens_RM.at[:, s.step].set(tok_R)
+        logp = s.logp_RM.at[:, s.step].set(jnp.where(live_R, logp_R, 0.0))
+        done = s.done_R | (live_R & jnp.any(tok_R[:, None] == eos[None, :], axis=-1))
+        logits, cache = model.decode(tok_R[:, None], s.positions_R[:, None], live_R[:, None].astype(jnp.int32),
+                                     s.cache)
+        return SamplingState(s.step + 1, tokens, logp, done, logits[:, 0], s.positions_R + 1, cache, rng)
+
+    final = jax.lax.while_loop(cond, body, state0)
+    return final.tokens_RM, final.logp_RM, final.done_R
+
+
+def sample_ids(model, prompts: list[list[int]], params: SamplingParams, *, eos_ids=(), pad_id: int = 0):
+    """Sample from token-id prompts. Returns (tokens [B*n, M], logp [B*n, M], done [B*n]) as numpy, rows
+    ordered prompt-major, with the padding rows of the batch bucket removed."""
+    if not prompts or any(len(p) == 0 for p in prompts):
+        raise ValueError("every prompt needs at least one token")
+    B, P = bucket(len(prompts), 1), bucket(max(len(p) for p in prompts))
+    tokens = np.full((B, P), pad_id, np.int32)
+    mask = np.zeros((B, P), np.int32)
+    for i, p in enumerate(prompts):      # left padding: every row's last prompt token sits in column P-1
+        tokens[i, P - len(p):], mask[i, P - len(p):] = p, 1
+    tokens[len(prompts):, -1], mask[len(prompts):, -1] = pad_id, 1   # bucket filler rows: one dummy token
+    graphdef, state = nnx.split(model)
+    out = _sample(graphdef, state, jnp.asarray(tokens), jnp.asarray(mask), jax.random.key(params.seed),
+                  params=params, eos_ids=tuple(int(e) for e in eos_ids), cache_len=P + params.max_new_tokens)
+    keep = len(prompts) * params.n
+    return tuple(np.asarray(x)[:keep] for x in out)
+
+
+def sample(model, tokenizer, prompts: list[str], params: SamplingParams, add_special_tokens: bool | None = None):
+    """Sample `params.n` completions for each prompt text; ids, per-token log-probs and decoded texts."""
+    bos = getattr(tokenizer, "bos_token", None)
+    ids = []
+    for text in prompts:
+        add = add_special_tokens if add_special_tokens is not None else not (bos and text.startswith(bos))
+        ids.append(tokenizer(text, add_special_tokens=add)["input_ids"])
+    eos = set(model.cfg.eos_token_ids) | ({tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set())
+    toks, logp, done = sample_ids(model, ids, params, eos_ids=tuple(sorted(eos)), pad_id=tokenizer.pad_token_id or 0)
+    out_tokens, out_logp, out_texts = [], [], []
+    for i in range(len(prompts)):
+        rows = range(i * params.n, (i + 1) * params.n)
+        seqs = [_trim(toks[r], done[r], eos) for r in rows]
+        out_tokens.append(seqs)
+        out_logp.append([logp[r, : len(s)] for r, s in zip(rows, seqs)])
+        out_texts.append([_cut(tokenizer.decode(s, skip_special_tokens=True), params.stop) for s in seqs])
+    return SampleOutput(out_tokens, out_logp, out_texts)
+
+
+def generate(model, tokenizer, prompts: list[str], params: SamplingParams) -> list[list[str]]:
+    """The completions' texts: [prompt][sample]."""
+    return sample(model, tokenizer, prompts, params).texts
+
+
+def _trim(row: np.ndarray, done: bool, eos: set[int]) -> list[int]:
+    ids = row.tolist()
+    if done:
+        end = next(i for i, t in enumerate(ids) if t in eos)
+        ids = ids[: end + 1]
+    return ids
+
+
+def _cut(text: str, stop: tuple[str, ...]) -> str:
+    for s in stop:
+        if s in text:
+            text = text[: text.index(s)]
+    return text
