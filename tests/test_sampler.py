@@ -1,0 +1,113 @@
+"""The KV-cache sampler: cached greedy == full-forward greedy == transformers generate; its log-probs are the ones
+training recomputes; sampling frequencies follow the filtered distribution."""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from caujax.losses.common import token_logprobs
+from caujax.models import Decoder, ModelConfig, load_pretrained
+from caujax.sampling import SamplingParams, sample_ids
+from caujax.sampling.methods import filter_logits, next_tokens
+from model_fixtures import FAMILIES, make_hf_checkpoint
+
+# Prompts of different lengths (left padding inside the sampler), the longest beyond Gemma's window of 4.
+PROMPTS = [[5, 6, 7, 8, 9, 10, 11], [3, 4], [9, 1, 2, 9, 1, 2, 9, 1, 2, 9, 1, 2, 9]]
+NEW = 10
+
+
+@pytest.fixture(scope="module", params=FAMILIES)
+def hf_pair(request, tmp_path_factory):
+    path = tmp_path_factory.mktemp(request.param)
+    torch_model = make_hf_checkpoint(request.param, path, seed=3)
+    model, _ = load_pretrained(path)
+    return torch_model, model
+
+
+def _greedy_full_forward(model, prompt, steps):
+    """Greedy decoding by full forward passes, no cache: one fixed right-padded shape, so one compilation."""
+    width = max(map(len, PROMPTS)) + NEW
+    forward = jax.jit(lambda m, t, k: m(t, k)[0])
+    seq = list(prompt)
+    for _ in range(steps):
+        tokens = jnp.asarray([seq + [0] * (width - len(seq))])
+        mask = jnp.asarray([[1] * len(seq) + [0] * (width - len(seq))])
+        seq.append(int(jnp.argmax(forward(model, tokens, mask)[len(seq) - 1])))
+    return seq[len(prompt):]
+
+
+def test_cached_greedy_equals_full_forward_and_transformers(hf_pair):
+    import torch
+
+    torch_model, model = hf_pair
+    tokens, logp, _ = sample_ids(model, PROMPTS, SamplingParams(temperature=0, max_new_tokens=NEW))
+    for i, prompt in enumerate(PROMPTS):
+        assert tokens[i].tolist() == _greedy_full_forward(model, prompt, NEW), f"prompt {i}"
+        with torch.no_grad():
+            hf = torch_model.generate(torch.tensor([prompt]), attention_mask=torch.ones(1, len(prompt), dtype=torch.long),
+                                      do_sample=False, max_new_tokens=NEW, min_new_tokens=NEW, pad_token_id=0,
+                                      eos_token_id=None)
+        assert tokens[i].tolist() == hf[0, len(prompt):].tolist(), f"prompt {i} vs transformers"
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
+def test_sampled_logprobs_equal_token_logprobs(temperature):
+    model = Decoder(ModelConfig.tiny("gemma3"), rngs=nnx.Rngs(7))
+    params = SamplingParams(n=2, temperature=temperature, top_p=0.9, top_k=20, max_new_tokens=NEW, seed=1)
+    tokens, logp, _ = sample_ids(model, PROMPTS, params)
+    for row in range(len(PROMPTS) * params.n):
+        prompt = PROMPTS[row // params.n]
+        seq = jnp.asarray([prompt + tokens[row].tolist()])
+        recomputed = token_logprobs(model, seq, jnp.ones_like(seq), temperature=temperature)[0]
+        np.testing.assert_allclose(logp[row], recomputed[len(prompt) - 1: len(prompt) - 1 + NEW], atol=1e-5)
+
+
+def test_same_seed_same_samples_and_n_samples_differ():
+    model = Decoder(ModelConfig.tiny("qwen2"), rngs=nnx.Rngs(0))
+    params = SamplingParams(n=3, temperature=1.0, max_new_tokens=8, seed=5)
+    a, _, _ = sample_ids(model, PROMPTS[:2], params)
+    b, _, _ = sample_ids(model, PROMPTS[:2], params)
+    np.testing.assert_array_equal(a, b)
+    assert len({tuple(r) for r in a[:3].tolist()}) > 1     # the n samples of a prompt are not copies
+
+
+def test_eos_stops_a_row_and_pads_after():
+    model = Decoder(ModelConfig.tiny("qwen2"), rngs=nnx.Rngs(0))
+    greedy = SamplingParams(temperature=0, max_new_tokens=6)
+    tokens, _, _ = sample_ids(model, PROMPTS[:1], greedy)
+    eos = int(tokens[0, 2])                                  # make the third greedy token the EOS
+    first = tokens[0].tolist().index(eos)
+    stopped, logp, done = sample_ids(model, PROMPTS[:1], greedy, eos_ids=(eos,))
+    assert done[0] and stopped[0, : first + 1].tolist() == tokens[0, : first + 1].tolist()
+    assert (stopped[0, first + 1:] == 0).all() and (logp[0, first + 1:] == 0).all()
+
+
+def _chi_square_ok(counts, probs, n):
+    """Pearson chi-square at p = 0.001 (dof = support - 1), with the Wilson-Hilferty critical value."""
+    keep = probs > 0
+    assert counts[~keep].sum() == 0, "sampled a token outside the filtered support"
+    expected = probs[keep] * n
+    stat = float(((counts[keep] - expected) ** 2 / expected).sum())
+    dof = keep.sum() - 1
+    z = 3.09                                                 # one-sided 0.001 quantile of N(0, 1)
+    critical = dof * (1 - 2 / (9 * dof) + z * np.sqrt(2 / (9 * dof))) ** 3
+    return stat < critical, stat, critical
+
+
+@pytest.mark.parametrize("temperature,top_k,top_p", [(1.0, 0, 1.0), (0.5, 0, 1.0), (1.0, 4, 1.0), (1.0, 0, 0.8)])
+def test_sampling_frequencies_match_target_distribution(temperature, top_k, top_p):
+    logits_V = jnp.log(jnp.asarray([0.3, 0.2, 0.15, 0.11, 0.09, 0.08, 0.05, 0.02]))
+    params = SamplingParams(temperature=temperature, top_k=top_k, top_p=top_p)
+    n = 20_000
+    draw = jax.jit(lambda key: next_tokens(jnp.broadcast_to(logits_V, (n, 8)), key, params)[0])
+    counts = np.bincount(np.asarray(draw(jax.random.key(0))), minlength=8)
+    target = np.asarray(jax.nn.softmax(filter_logits((logits_V / temperature)[None], top_k=top_k, top_p=top_p)[0]))
+    if top_k:
+        assert (target > 0).sum() == top_k
+    if top_p < 1:
+        assert (target > 0).sum() == 5                      # mass before the 5th is 0.76 < 0.8, before the 6th 0.85
+    ok, stat, critical = _chi_square_ok(counts, target, n)
+    assert ok, f"chi-square {stat:.1f} >= {critical:.1f}"
