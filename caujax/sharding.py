@@ -48,15 +48,17 @@ def make_mesh(data: int = 1, fsdp: int = 1, tensor: int = 1, devices=None) -> Me
 def logical_spec(axes, rules, shape=None, mesh: Mesh | None = None) -> PartitionSpec:
     """PartitionSpec for logical axis names; with shape and mesh, dims the mesh does not divide are replicated."""
     table = dict(rules)
-    out = []
+    out, used = [], set()
     for i, name in enumerate(axes or ()):
         if name is not None and name not in table:
             raise KeyError(f"logical axis {name!r} has no rule; known: {sorted(table)}")
         target = None if name is None else table[name]
-        if target is not None and shape is not None and mesh is not None:
-            names = target if isinstance(target, tuple) else (target,)
-            if shape[i] % math.prod(mesh.shape[n] for n in names):
-                target = None
+        names = () if target is None else (target if isinstance(target, tuple) else (target,))
+        if used & set(names):          # a mesh axis can shard one dimension only: the first one claiming it wins
+            target, names = None, ()
+        if names and shape is not None and mesh is not None and shape[i] % math.prod(mesh.shape[n] for n in names):
+            target, names = None, ()
+        used |= set(names)
         out.append(target)
     return PartitionSpec(*out)
 

@@ -19,6 +19,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from caujax.models.config import ModelConfig
+from caujax.sharding import constrain
 
 Cache = list[dict[str, jax.Array]]     # per layer: k_BSKH, v_BSKH, pos_BS (-1 marks an empty slot)
 _NEG = -0.7 * float(jnp.finfo(jnp.float32).max)   # finite, so fully masked rows (pad queries) stay NaN-free
@@ -215,6 +216,8 @@ class Decoder(nnx.Module):
             x_BTD = x_BTD * jnp.asarray(math.sqrt(cfg.embed_dim), cfg.param_dtype).astype(dt)
         new_cache = []
         for i, layer in enumerate(self.layers):
+            # Constraints only at block boundaries: inside a block XLA's propagation from the weights suffices.
+            x_BTD = constrain(x_BTD, "batch", "seq", None)   # D replicated: fsdp shards weights only
             x_BTD, c = layer(x_BTD, positions_BT, mask_BT, None if cache is None else cache[i])
             new_cache.append(c)
         return self.final_norm(x_BTD), (None if cache is None else new_cache)
