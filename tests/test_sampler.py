@@ -111,3 +111,27 @@ def test_sampling_frequencies_match_target_distribution(temperature, top_k, top_
         assert (target > 0).sum() == 5                      # mass before the 5th is 0.76 < 0.8, before the 6th 0.85
     ok, stat, critical = _chi_square_ok(counts, target, n)
     assert ok, f"chi-square {stat:.1f} >= {critical:.1f}"
+
+
+def test_mesh_sampling_equals_one_device_and_seed_does_not_recompile():
+    from caujax.sampling.sampler import _sample
+    from caujax.sharding import make_mesh
+
+    model = Decoder(ModelConfig.tiny("gemma3"), rngs=nnx.Rngs(2))
+    greedy = SamplingParams(n=2, temperature=0, max_new_tokens=NEW)
+    one, logp_one, _ = sample_ids(model, PROMPTS, greedy)
+    many, logp_many, _ = sample_ids(model, PROMPTS, greedy, mesh=make_mesh(2, 2, 2))
+    np.testing.assert_array_equal(one, many)
+    np.testing.assert_allclose(logp_one, logp_many, atol=1e-5)
+    before = _sample._cache_size()
+    for seed in (11, 12, 13):
+        sample_ids(model, PROMPTS, SamplingParams(n=2, temperature=0.6, top_p=0.95, max_new_tokens=NEW, seed=seed))
+    assert _sample._cache_size() == before + 1          # one program for the bucket, whatever the seed
+
+
+def test_cache_that_cannot_fit_is_refused_up_front():
+    from caujax.sampling.sampler import check_cache_fits
+
+    cfg = ModelConfig.tiny("qwen2", num_layers=48, num_heads=8, num_kv_heads=8, head_dim=128)
+    with pytest.raises(MemoryError, match=r"KV cache needs .* GiB per device .*lower the batch size"):
+        check_cache_fits(cfg, rows=4096, cache_len=131_072)

@@ -7,14 +7,17 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import os
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+from jax.sharding import NamedSharding, PartitionSpec
 
 from caujax.models.decoder import init_cache
 from caujax.sampling.methods import SamplingParams, next_tokens
+from caujax.sharding import SAMPLE_RULES, state_shardings, use_rules
 
 
 @jax.tree_util.register_dataclass
@@ -37,9 +40,11 @@ class SampleOutput:
     texts: list[list[str]]
 
 
-def bucket(x: int, minimum: int = 8) -> int:
-    """Next power of two >= x (at least `minimum`): the compile-cache key for batch and prompt length."""
-    return max(minimum, 1 << (max(x, 1) - 1).bit_length())
+def bucket(x: int, multiple: int = 8) -> int:
+    """Next power of two >= x, rounded up to a multiple of `multiple` (mesh batch shards, or 8 tokens): the
+    compile-cache key for batch and prompt length."""
+    pow2 = 1 << (max(x, 1) - 1).bit_length()
+    return -(-pow2 // multiple) * multiple
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef", "params", "eos_ids", "cache_len"), donate_argnames=())
@@ -78,25 +83,70 @@ def _sample(graphdef, state, prompt_BP, mask_BP, rng, *, params: SamplingParams,
     return final.tokens_RM, final.logp_RM, final.done_R
 
 
-def sample_ids(model, prompts: list[list[int]], params: SamplingParams, *, eos_ids=(), pad_id: int = 0):
+def cache_bytes(cfg, rows: int, cache_len: int) -> int:
+    """Bytes of the KV cache for `rows` sequences: global layers hold cache_len slots, local layers their window."""
+    itemsize = jnp.dtype(cfg.compute_dtype).itemsize
+    total = 0
+    for i in range(cfg.num_layers):
+        slots = min(cache_len, cfg.sliding_window) if cfg.layer_type(i) == "local" else cache_len
+        total += rows * slots * (2 * cfg.num_kv_heads * cfg.head_dim * itemsize + 4)
+    return total
+
+
+def _free_bytes(device) -> int | None:
+    stats = device.memory_stats() if hasattr(device, "memory_stats") else None
+    if stats and "bytes_limit" in stats:
+        return stats["bytes_limit"] - stats.get("bytes_in_use", 0)
+    try:                                    # CPU: physical memory
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_cache_fits(cfg, rows: int, cache_len: int, shards: int = 1, device=None) -> int:
+    """Plan the cache before compiling: refuse with the numbers when one device's share cannot fit."""
+    need = cache_bytes(cfg, rows, cache_len) // shards
+    free = _free_bytes(device or jax.devices()[0])
+    if free is not None and need > 0.9 * free:
+        raise MemoryError(
+            f"KV cache needs {need / 2**30:.2f} GiB per device ({rows} rows x {cache_len} slots, "
+            f"{cfg.num_layers} layers, {cfg.num_kv_heads} kv heads x {cfg.head_dim}, {cfg.compute_dtype}) but only "
+            f"{free / 2**30:.2f} GiB is free: lower the batch size, n or max_new_tokens, or shard over more devices")
+    return need
+
+
+def sample_ids(model, prompts: list[list[int]], params: SamplingParams, *, eos_ids=(), pad_id: int = 0, mesh=None):
     """Sample from token-id prompts. Returns (tokens [B*n, M], logp [B*n, M], done [B*n]) as numpy, rows
-    ordered prompt-major, with the padding rows of the batch bucket removed."""
+    ordered prompt-major, with the padding rows of the batch bucket removed. With `mesh`, rows and cache are split
+    over ("data", "fsdp") and heads over "tensor" (sharding.SAMPLE_RULES)."""
     if not prompts or any(len(p) == 0 for p in prompts):
         raise ValueError("every prompt needs at least one token")
-    B, P = bucket(len(prompts), 1), bucket(max(len(p) for p in prompts))
+    shards = 1 if mesh is None else mesh.shape["data"] * mesh.shape["fsdp"]
+    B, P = bucket(len(prompts), shards), bucket(max(len(p) for p in prompts))
+    check_cache_fits(model.cfg, B * params.n, P + params.max_new_tokens, shards)
     tokens = np.full((B, P), pad_id, np.int32)
     mask = np.zeros((B, P), np.int32)
     for i, p in enumerate(prompts):      # left padding: every row's last prompt token sits in column P-1
         tokens[i, P - len(p):], mask[i, P - len(p):] = p, 1
-    tokens[len(prompts):, -1], mask[len(prompts):, -1] = pad_id, 1   # bucket filler rows: one dummy token
+    mask[len(prompts):, -1] = 1          # bucket filler rows: one dummy token each, dropped below
     graphdef, state = nnx.split(model)
-    out = _sample(graphdef, state, jnp.asarray(tokens), jnp.asarray(mask), jax.random.key(params.seed),
-                  params=params, eos_ids=tuple(int(e) for e in eos_ids), cache_len=P + params.max_new_tokens)
+    args = (jnp.asarray(tokens), jnp.asarray(mask))
+    # The seed and stop strings are not part of the compiled program: keep them out of the static key.
+    static = dict(params=dataclasses.replace(params, seed=0, stop=()), eos_ids=tuple(int(e) for e in eos_ids),
+                  cache_len=P + params.max_new_tokens)
+    if mesh is None:
+        out = _sample(graphdef, state, *args, jax.random.key(params.seed), **static)
+    else:
+        state = jax.device_put(state, state_shardings(state, mesh, SAMPLE_RULES))
+        args = jax.device_put(args, NamedSharding(mesh, PartitionSpec(("data", "fsdp"))))
+        with jax.set_mesh(mesh), use_rules(SAMPLE_RULES):
+            out = _sample(graphdef, state, *args, jax.random.key(params.seed), **static)
     keep = len(prompts) * params.n
     return tuple(np.asarray(x)[:keep] for x in out)
 
 
-def sample(model, tokenizer, prompts: list[str], params: SamplingParams, add_special_tokens: bool | None = None):
+def sample(model, tokenizer, prompts: list[str], params: SamplingParams, add_special_tokens: bool | None = None,
+           mesh=None):
     """Sample `params.n` completions for each prompt text; ids, per-token log-probs and decoded texts."""
     bos = getattr(tokenizer, "bos_token", None)
     ids = []
@@ -104,7 +154,8 @@ def sample(model, tokenizer, prompts: list[str], params: SamplingParams, add_spe
         add = add_special_tokens if add_special_tokens is not None else not (bos and text.startswith(bos))
         ids.append(tokenizer(text, add_special_tokens=add)["input_ids"])
     eos = set(model.cfg.eos_token_ids) | ({tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set())
-    toks, logp, done = sample_ids(model, ids, params, eos_ids=tuple(sorted(eos)), pad_id=tokenizer.pad_token_id or 0)
+    toks, logp, done = sample_ids(model, ids, params, eos_ids=tuple(sorted(eos)), pad_id=tokenizer.pad_token_id or 0,
+                                  mesh=mesh)
     out_tokens, out_logp, out_texts = [], [], []
     for i in range(len(prompts)):
         rows = range(i * params.n, (i + 1) * params.n)
