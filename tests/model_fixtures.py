@@ -54,3 +54,34 @@ def torch_logits(model, tokens, mask, positions) -> np.ndarray:
         out = model(input_ids=torch.tensor(tokens), attention_mask=torch.tensor(mask),
                     position_ids=torch.tensor(positions))
     return out.logits.float().numpy()
+
+
+def byte_tokenizer():
+    """A byte-level BPE tokenizer with no merges (every byte one token) plus specials and a chat template: covers
+    any text, needs no training, and round-trips through save_pretrained / AutoTokenizer."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    specials = ["<pad>", "<bos>", "<|end|>"]
+    vocab = {tok: i for i, tok in enumerate(specials + sorted(alphabet))}
+    core = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    core.decoder = decoders.ByteLevel()
+    tok = PreTrainedTokenizerFast(tokenizer_object=core, pad_token="<pad>", bos_token="<bos>", eos_token="<|end|>")
+    tok.chat_template = ("{{ bos_token }}{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}<|end|>{% endfor %}"
+                         "{% if add_generation_prompt %}<assistant>{% endif %}")
+    return tok
+
+
+def make_tiny_checkpoint_with_tokenizer(path: pathlib.Path, family: str = "qwen2", seed: int = 0):
+    """A random tiny caujax model whose vocabulary is the byte tokenizer's, saved as a Hugging Face directory."""
+    from flax import nnx
+
+    from caujax.models import Decoder, save_pretrained
+
+    tok = byte_tokenizer()
+    cfg = TINY[family].replace(vocab_size=len(tok), eos_token_ids=(tok.eos_token_id,), pad_token_id=0,
+                               bos_token_id=tok.bos_token_id)
+    save_pretrained(Decoder(cfg, rngs=nnx.Rngs(seed)), tok, path)
+    return path

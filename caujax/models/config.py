@@ -51,6 +51,7 @@ class ModelConfig:
     tie_embeddings: bool = False
     param_dtype: DType = "float32"
     compute_dtype: DType = "float32"
+    remat: bool = False                 # training: recompute each block's activations in the backward pass
     max_position: int = 32_768          # only recorded for export; the decoder itself has no position table
     bos_token_id: int | None = None
     eos_token_ids: tuple[int, ...] = ()

@@ -97,7 +97,7 @@ class Attention(nnx.Module):
             self.q_norm = RMSNorm(H, cfg, rngs)
             self.k_norm = RMSNorm(H, cfg, rngs)
 
-    def __call__(self, x_BTD, positions_BT, mask_BT, cache: dict | None):
+    def __call__(self, x_BTD, positions_BT, mask_BT, cache: dict | None, prefill: bool = False):
         cfg, dt = self.cfg, x_BTD.dtype
         proj = lambda w, spec: jnp.einsum(spec, x_BTD, w[...].astype(dt))
         q_BTNH, k_BTKH, v_BTKH = proj(self.q, "BTD,DNH->BTNH"), proj(self.k, "BTD,DKH->BTKH"), proj(self.v, "BTD,DKH->BTKH")
@@ -112,7 +112,8 @@ class Attention(nnx.Module):
 
         # Keys are [cache slots; new tokens]: the new tokens must see each other even when a prefill is longer
         # than a sliding-window layer's ring buffer, so they are attended before being written.
-        if cache is None:
+        # A prefill starts from an empty cache: attending to its slots would only double the key length.
+        if cache is None or prefill:
             keys_BSKH, vals_BSKH, k_pos_BS, k_ok_BS = k_BTKH, v_BTKH, positions_BT, mask_BT
         else:
             keys_BSKH = jnp.concatenate([cache["k"].astype(dt), k_BTKH], axis=1)
@@ -176,8 +177,8 @@ class Block(nnx.Module):
             self.post_attn_norm = RMSNorm(cfg.embed_dim, cfg, rngs)
             self.post_mlp_norm = RMSNorm(cfg.embed_dim, cfg, rngs)
 
-    def __call__(self, x_BTD, positions_BT, mask_BT, cache):
-        a_BTD, cache = self.attn(self.attn_norm(x_BTD), positions_BT, mask_BT, cache)
+    def __call__(self, x_BTD, positions_BT, mask_BT, cache, prefill: bool = False):
+        a_BTD, cache = self.attn(self.attn_norm(x_BTD), positions_BT, mask_BT, cache, prefill)
         x_BTD = x_BTD + (self.post_attn_norm(a_BTD) if self.sandwich else a_BTD)
         m_BTD = self.mlp(self.mlp_norm(x_BTD))
         return x_BTD + (self.post_mlp_norm(m_BTD) if self.sandwich else m_BTD), cache
@@ -204,21 +205,24 @@ class Decoder(nnx.Module):
         mask_BT, positions_BT = default_mask_positions(tokens_BT, mask_BT, positions_BT)
         return self._run(tokens_BT, positions_BT, mask_BT, None)[0]
 
-    def decode(self, tokens_BT, positions_BT, mask_BT, cache: Cache):
-        """Forward T new tokens against a KV cache; returns (logits_BTV, new cache)."""
-        h_BTD, cache = self._run(tokens_BT, positions_BT, mask_BT, cache)
+    def decode(self, tokens_BT, positions_BT, mask_BT, cache: Cache, prefill: bool = False):
+        """Forward T new tokens against a KV cache; returns (logits_BTV, new cache). prefill=True promises the cache
+        is empty (a fresh init_cache), so attention skips its slots."""
+        h_BTD, cache = self._run(tokens_BT, positions_BT, mask_BT, cache, prefill)
         return self.logits(h_BTD), cache
 
-    def _run(self, tokens_BT, positions_BT, mask_BT, cache):
+    def _run(self, tokens_BT, positions_BT, mask_BT, cache, prefill: bool = False):
         cfg, dt = self.cfg, jnp.dtype(self.cfg.compute_dtype)
         x_BTD = jnp.take(self.embed[...], tokens_BT, axis=0).astype(dt)
         if cfg.embed_scale:   # HF rounds sqrt(D) to the parameter dtype before multiplying
             x_BTD = x_BTD * jnp.asarray(math.sqrt(cfg.embed_dim), cfg.param_dtype).astype(dt)
         new_cache = []
+        call = lambda layer, *args: layer(*args, prefill=prefill)      # prefill stays a static Python bool
+        block = nnx.remat(call) if cfg.remat else call
         for i, layer in enumerate(self.layers):
             # Constraints only at block boundaries: inside a block XLA's propagation from the weights suffices.
             x_BTD = constrain(x_BTD, "batch", "seq", None)   # D replicated: fsdp shards weights only
-            x_BTD, c = layer(x_BTD, positions_BT, mask_BT, None if cache is None else cache[i])
+            x_BTD, c = block(layer, x_BTD, positions_BT, mask_BT, None if cache is None else cache[i])
             new_cache.append(c)
         return self.final_norm(x_BTD), (None if cache is None else new_cache)
 

@@ -54,7 +54,8 @@ def _sample(graphdef, state, prompt_BP, mask_BP, rng, *, params: SamplingParams,
     B, P = prompt_BP.shape
     n, M = params.n, params.max_new_tokens
     positions_BP = jnp.maximum(jnp.cumsum(mask_BP, axis=1) - 1, 0)
-    logits_BPV, cache = model.decode(prompt_BP, positions_BP, mask_BP, init_cache(model.cfg, B, cache_len))
+    logits_BPV, cache = model.decode(prompt_BP, positions_BP, mask_BP, init_cache(model.cfg, B, cache_len),
+                                     prefill=True)
     # The n samples of a prompt share its prefill: repeat the cache rows instead of recomputing them.
     rep = lambda x: jnp.repeat(x, n, axis=0)
     state0 = SamplingState(

@@ -1,0 +1,153 @@
+"""The uniform problem record shared by every loader, and the checked reading of JSON / parquet rows into it."""
+import json
+import os
+import pathlib
+import re
+import tempfile
+from dataclasses import dataclass, field
+from typing import Any
+
+TYPES = ("ATE", "CDE", "ETT", "NDE", "NIE", "PN", "PS")
+LACK_CONDITION = "LACK_CONDITION"
+
+
+@dataclass(frozen=True)
+class Item:
+    """One causal problem, whatever file it came from.
+
+    `answer` is always a CauGym-style answer string: '{"ANSWER": "Yes", "PROB": "0.3847"}', '{"PROB": "0.239"}',
+    '{"ANSWER": "No"}' (CaLM natural) or 'LACK_CONDITION'; `caujax.scoring.score` reads it."""
+    id: str                      # the file's own id/idx when it has one, else item_<row index>, 7 digits
+    problem: str                 # the question text, without any "Let's think step by step." suffix
+    answer: str
+    reason: dict[str, str] = field(hash=False)   # "Step 1".."Step 7", absent steps dropped; {} when none shipped
+    type: str = ""               # one of TYPES
+    set_name: str = ""           # base, rephrased, ..., rl, sft, calm_basic, calm_natural, generated
+    index: int = -1              # row index in its file (rephrased/omitted row i is a rewrite of base row i)
+    rewriting_status: str | None = None
+    real_world_meaning: str | None = None    # CaLM Background.real_world_meaning: which letter is which variable
+    trace: str | None = None                 # a shipped model solution (the cold-start SFT R1 trace)
+
+
+class RowError(ValueError):
+    """A row that does not have the fields a loader needs; the message names the file and the row index."""
+
+
+def row_error(path: os.PathLike | str, row: int, msg: str) -> RowError:
+    return RowError(f"{path}: row {row}: {msg}")
+
+
+def read_rows(path: os.PathLike | str) -> list[dict[str, Any]]:
+    """Rows of a JSON array, JSON-lines or parquet file, read with the `datasets` json/parquet builders.
+
+    The builders run against a throwaway cache directory: nothing touches the network or the user's HF cache,
+    and a fixed file cannot be shadowed by a stale cached copy of a broken one."""
+    import datasets              # deferred: importing datasets costs about half a second
+
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist")
+    reader = datasets.Dataset.from_parquet if path.suffix == ".parquet" else datasets.Dataset.from_json
+    was_enabled = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()
+    try:
+        with tempfile.TemporaryDirectory(prefix="caujax-ds-") as cache:
+            return reader(str(path), keep_in_memory=True, cache_dir=cache).to_list()
+    except Exception as e:       # arrow/json errors do not name the file; re-raise with it
+        raise ValueError(f"{path}: cannot be read as a table of rows: {type(e).__name__}: {e}") from e
+    finally:
+        if was_enabled:
+            datasets.enable_progress_bars()
+
+
+def require(row: dict, key: str, kind: type, path, i: int):
+    """row[key], checked to be present, not null and of `kind`."""
+    if key not in row or row[key] is None:
+        raise row_error(path, i, f"missing field {key!r} (has {sorted(k for k, v in row.items() if v is not None)})")
+    value = row[key]
+    if not isinstance(value, kind):
+        raise row_error(path, i, f"field {key!r} should be {kind.__name__}, got {type(value).__name__}: {value!r:.80}")
+    return value
+
+
+def check_answer(answer: str, path, i: int) -> str:
+    """A ground-truth string must be LACK_CONDITION or a JSON object with a numeric PROB or a Yes/No ANSWER."""
+    if answer.strip() == LACK_CONDITION:
+        return answer
+    try:
+        obj = json.loads(answer)
+    except json.JSONDecodeError as e:
+        raise row_error(path, i, f"answer is neither {LACK_CONDITION} nor JSON: {answer!r:.80} ({e})") from None
+    if not isinstance(obj, dict) or not ("PROB" in obj or "ANSWER" in obj):
+        raise row_error(path, i, f"answer JSON has no PROB or ANSWER key: {answer!r:.80}")
+    if "PROB" in obj:
+        try:
+            float(obj["PROB"])
+        except (TypeError, ValueError):
+            raise row_error(path, i, f"answer PROB is not a number: {answer!r:.80}") from None
+    if "ANSWER" in obj and obj["ANSWER"] not in ("Yes", "No"):
+        raise row_error(path, i, f"answer ANSWER is not Yes/No: {answer!r:.80}")
+    return answer
+
+
+def check_type(value: str, path, i: int) -> str:
+    if value not in TYPES:
+        raise row_error(path, i, f"Type {value!r} is not one of {TYPES}")
+    return value
+
+
+def clean_reason(reason: Any, path, i: int) -> dict[str, str]:
+    """Steps in numeric order with null steps dropped (arrow fills absent Step k with None)."""
+    if reason is None:
+        return {}
+    if not isinstance(reason, dict) or not all(isinstance(v, (str, type(None))) for v in reason.values()):
+        raise row_error(path, i, f"Reason should map 'Step k' to text, got {reason!r:.80}")
+    steps = {k: v for k, v in reason.items() if v is not None}
+    bad = [k for k in steps if not re.fullmatch(r"Step \d+", k)]
+    if bad:
+        raise row_error(path, i, f"Reason has keys {bad} that are not 'Step k'")
+    return dict(sorted(steps.items(), key=lambda kv: int(kv[0].split()[1])))
+
+
+# DATA.md 1.4: type from the question wording; exact on every non-paraphrased CauGym file.
+_TYPE_RULES = (("PN", r"bound of the probability of the"), ("PS", r"bound of the probability that"),
+               ("NDE", r"mediator keeps constant"), ("NIE", r"held constant and the mediator changes"),
+               ("CDE", r"^Conditioned on"), ("ETT", r"^For those with .* if their"),
+               ("ATE", r"^If .* is changed to be"))
+
+
+def infer_type(problem: str) -> str | None:
+    """The causal quantity a problem asks for, from the text after `Question:`; None when no rule fires."""
+    question = problem.rsplit("Question:", 1)[-1].strip()
+    for name, pattern in _TYPE_RULES:
+        if re.search(pattern, question, re.DOTALL):
+            return name
+    return None
+
+
+def format_prob(value: float) -> str:
+    """CauGym's PROB string: 4 decimals with trailing zeros stripped ("0.2390" -> "0.239", "1.0000" -> "1")."""
+    text = f"{round(float(value), 4):.4f}".rstrip("0").rstrip(".")
+    return "0" if text in ("-0", "") else text
+
+
+def yes_no_from_reason(reason: dict[str, str]) -> str:
+    """Yes/No as the worked solution states it (its last step), the convention for ETT and near-zero effects.
+
+    A one-step CDE solution ("The edge X->Y does not exist.") states no answer; its ground truth is No."""
+    if not reason:
+        raise ValueError("no Reason to read a Yes/No from")
+    found = re.findall(r"answer is (Yes|No)\b", list(reason.values())[-1])
+    return found[-1] if found else "No"
+
+
+def data_root(explicit: os.PathLike | str | None, env_var: str, what: str) -> pathlib.Path:
+    """The data directory: the explicit argument, else $env_var; a clear error naming both when neither exists."""
+    raw = explicit if explicit is not None else os.environ.get(env_var)
+    if raw is None:
+        raise FileNotFoundError(f"no {what} directory: pass one or set {env_var} "
+                                f"(fetch the files with `python -m caujax.data download --dest DIR`)")
+    path = pathlib.Path(raw).expanduser()
+    if not path.is_dir():
+        raise FileNotFoundError(f"{what} directory {path} does not exist (from {'argument' if explicit else env_var})")
+    return path
