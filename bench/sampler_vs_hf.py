@@ -69,14 +69,14 @@ def main(argv=None):
         prompts = rng.integers(10, model.cfg.vocab_size, (args.batch, args.prompt_len)).tolist()
         params = SamplingParams(temperature=0, max_new_tokens=args.new)
         t0 = time.perf_counter()
-        ours, _, _ = sample_ids(model, prompts, params)           # compile + first run
+        ours = sample_ids(model, prompts, params).tokens           # compile + first run
         compile_s = time.perf_counter() - t0
         ids = torch.tensor(prompts)
         tokens = args.batch * args.new
         times = {"caujax": [], "transformers": []}
         for _ in range(args.repeats):
             t0 = time.perf_counter()
-            ours, _, _ = sample_ids(model, prompts, params)
+            ours = sample_ids(model, prompts, params).tokens
             times["caujax"].append(time.perf_counter() - t0)
             t0 = time.perf_counter()
             with torch.no_grad():

@@ -43,7 +43,7 @@ def test_cached_greedy_equals_full_forward_and_transformers(hf_pair):
     import torch
 
     torch_model, model = hf_pair
-    tokens, logp, _ = sample_ids(model, PROMPTS, SamplingParams(temperature=0, max_new_tokens=NEW))
+    tokens, logp, *_ = sample_ids(model, PROMPTS, SamplingParams(temperature=0, max_new_tokens=NEW))
     for i, prompt in enumerate(PROMPTS):
         assert tokens[i].tolist() == _greedy_full_forward(model, prompt, NEW), f"prompt {i}"
         with torch.no_grad():
@@ -57,7 +57,7 @@ def test_cached_greedy_equals_full_forward_and_transformers(hf_pair):
 def test_sampled_logprobs_equal_token_logprobs(temperature):
     model = Decoder(ModelConfig.tiny("gemma3"), rngs=nnx.Rngs(7))
     params = SamplingParams(n=2, temperature=temperature, top_p=0.9, top_k=20, max_new_tokens=NEW, seed=1)
-    tokens, logp, _ = sample_ids(model, PROMPTS, params)
+    tokens, logp, *_ = sample_ids(model, PROMPTS, params)
     for row in range(len(PROMPTS) * params.n):
         prompt = PROMPTS[row // params.n]
         seq = jnp.asarray([prompt + tokens[row].tolist()])
@@ -68,8 +68,8 @@ def test_sampled_logprobs_equal_token_logprobs(temperature):
 def test_same_seed_same_samples_and_n_samples_differ():
     model = Decoder(ModelConfig.tiny("qwen2"), rngs=nnx.Rngs(0))
     params = SamplingParams(n=3, temperature=1.0, max_new_tokens=8, seed=5)
-    a, _, _ = sample_ids(model, PROMPTS[:2], params)
-    b, _, _ = sample_ids(model, PROMPTS[:2], params)
+    a, *_ = sample_ids(model, PROMPTS[:2], params)
+    b, *_ = sample_ids(model, PROMPTS[:2], params)
     np.testing.assert_array_equal(a, b)
     assert len({tuple(r) for r in a[:3].tolist()}) > 1     # the n samples of a prompt are not copies
 
@@ -77,11 +77,11 @@ def test_same_seed_same_samples_and_n_samples_differ():
 def test_eos_stops_a_row_and_pads_after():
     model = Decoder(ModelConfig.tiny("qwen2"), rngs=nnx.Rngs(0))
     greedy = SamplingParams(temperature=0, max_new_tokens=6)
-    tokens, _, _ = sample_ids(model, PROMPTS[:1], greedy)
+    tokens, *_ = sample_ids(model, PROMPTS[:1], greedy)
     eos = int(tokens[0, 2])                                  # make the third greedy token the EOS
     first = tokens[0].tolist().index(eos)
-    stopped, logp, done = sample_ids(model, PROMPTS[:1], greedy, eos_ids=(eos,))
-    assert done[0] and stopped[0, : first + 1].tolist() == tokens[0, : first + 1].tolist()
+    stopped, logp, lengths, done = sample_ids(model, PROMPTS[:1], greedy, eos_ids=(eos,))
+    assert done[0] and lengths[0] == first + 1 and stopped[0, : first + 1].tolist() == tokens[0, : first + 1].tolist()
     assert (stopped[0, first + 1:] == 0).all() and (logp[0, first + 1:] == 0).all()
 
 
@@ -119,8 +119,8 @@ def test_mesh_sampling_equals_one_device_and_seed_does_not_recompile():
 
     model = Decoder(ModelConfig.tiny("gemma3"), rngs=nnx.Rngs(2))
     greedy = SamplingParams(n=2, temperature=0, max_new_tokens=NEW)
-    one, logp_one, _ = sample_ids(model, PROMPTS, greedy)
-    many, logp_many, _ = sample_ids(model, PROMPTS, greedy, mesh=make_mesh(2, 2, 2))
+    one, logp_one, *_ = sample_ids(model, PROMPTS, greedy)
+    many, logp_many, *_ = sample_ids(model, PROMPTS, greedy, mesh=make_mesh(2, 2, 2))
     np.testing.assert_array_equal(one, many)
     np.testing.assert_allclose(logp_one, logp_many, atol=1e-5)
     before = _sample._cache_size()
@@ -135,3 +135,13 @@ def test_cache_that_cannot_fit_is_refused_up_front():
     cfg = ModelConfig.tiny("qwen2", num_layers=48, num_heads=8, num_kv_heads=8, head_dim=128)
     with pytest.raises(MemoryError, match=r"KV cache needs .* GiB per device .*lower the batch size"):
         check_cache_fits(cfg, rows=4096, cache_len=131_072)
+
+
+def test_stop_sequence_ends_a_row_on_device():
+    model = Decoder(ModelConfig.tiny("gemma3"), rngs=nnx.Rngs(7))
+    params = SamplingParams(temperature=0, max_new_tokens=NEW)
+    tokens, *_ = sample_ids(model, PROMPTS[:1], params)
+    stop = tuple(tokens[0, 3:5].tolist())                    # the 4th and 5th greedy tokens
+    first = next(i for i in range(1, NEW) if tuple(tokens[0, i - 1: i + 1].tolist()) == stop)
+    stopped, _, lengths, done = sample_ids(model, PROMPTS[:1], params, stop_ids=(stop,))
+    assert done[0] and lengths[0] == first + 1 and (stopped[0, first + 1:] == 0).all()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -26,11 +27,19 @@ class SamplingState:
     step: jax.Array            # number of tokens sampled so far (scalar)
     tokens_RM: jax.Array       # sampled ids, pad after a row is done; M = max_new_tokens
     logp_RM: jax.Array         # log-probs of the sampled ids under softmax(logits / T); 0 after done
-    done_R: jax.Array          # row has produced EOS
+    done_R: jax.Array          # row has produced EOS or a stop sequence
+    lengths_R: jax.Array       # tokens sampled while the row was live (EOS / stop tokens included)
     logits_RV: jax.Array       # logits for the next token
     positions_R: jax.Array     # position of the next token
     cache: list                # per-layer KV cache (decoder.init_cache)
     rng: jax.Array
+
+
+class Samples(NamedTuple):
+    tokens: np.ndarray     # [R, M] sampled ids, 0 after a row ends
+    logp: np.ndarray       # [R, M] their log-probs under softmax(logits / T), 0 after a row ends
+    lengths: np.ndarray    # [R] tokens each row produced (EOS or stop sequence included)
+    done: np.ndarray       # [R] ended by EOS or a stop sequence rather than by max_new_tokens
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,9 +56,9 @@ def bucket(x: int, multiple: int = 8) -> int:
     return -(-pow2 // multiple) * multiple
 
 
-@functools.partial(jax.jit, static_argnames=("graphdef", "params", "eos_ids", "cache_len"), donate_argnames=())
+@functools.partial(jax.jit, static_argnames=("graphdef", "params", "eos_ids", "stop_ids", "cache_len"))
 def _sample(graphdef, state, prompt_BP, mask_BP, rng, *, params: SamplingParams, eos_ids: tuple[int, ...],
-            cache_len: int):
+            stop_ids: tuple[tuple[int, ...], ...], cache_len: int):
     model = nnx.merge(graphdef, state)
     B, P = prompt_BP.shape
     n, M = params.n, params.max_new_tokens
@@ -61,6 +70,7 @@ def _sample(graphdef, state, prompt_BP, mask_BP, rng, *, params: SamplingParams,
     state0 = SamplingState(
         step=jnp.zeros((), jnp.int32), tokens_RM=jnp.zeros((B * n, M), jnp.int32),
         logp_RM=jnp.zeros((B * n, M), jnp.float32), done_R=jnp.zeros((B * n,), bool),
+        lengths_R=jnp.zeros((B * n,), jnp.int32),
         logits_RV=rep(logits_BPV[:, -1]), positions_R=rep(positions_BP[:, -1] + 1),
         cache=jax.tree.map(rep, cache), rng=rng)
     eos = jnp.asarray(eos_ids or (-1,), jnp.int32)
@@ -75,13 +85,22 @@ def _sample(graphdef, state, prompt_BP, mask_BP, rng, *, params: SamplingParams,
         tok_R = jnp.where(live_R, tok_R, 0)
         tokens = s.tokens_RM.at[:, s.step].set(tok_R)
         logp = s.logp_RM.at[:, s.step].set(jnp.where(live_R, logp_R, 0.0))
-        done = s.done_R | (live_R & jnp.any(tok_R[:, None] == eos[None, :], axis=-1))
+        done = s.done_R | (live_R & (jnp.any(tok_R[:, None] == eos[None, :], axis=-1) | _ends_with(tokens, s.step)))
         logits, cache = model.decode(tok_R[:, None], s.positions_R[:, None], live_R[:, None].astype(jnp.int32),
                                      s.cache)
-        return SamplingState(s.step + 1, tokens, logp, done, logits[:, 0], s.positions_R + 1, cache, rng)
+        return SamplingState(s.step + 1, tokens, logp, done, s.lengths_R + live_R, logits[:, 0], s.positions_R + 1,
+                             cache, rng)
+
+    def _ends_with(tokens_RM, step):
+        """Row's sampled tokens end with one of the stop sequences (the text is cut exactly afterwards)."""
+        hit_R = jnp.zeros(tokens_RM.shape[0], bool)
+        for seq in stop_ids:
+            tail = jax.lax.dynamic_slice_in_dim(tokens_RM, jnp.maximum(step + 1 - len(seq), 0), len(seq), axis=1)
+            hit_R |= (step + 1 >= len(seq)) & jnp.all(tail == jnp.asarray(seq, jnp.int32)[None, :], axis=1)
+        return hit_R
 
     final = jax.lax.while_loop(cond, body, state0)
-    return final.tokens_RM, final.logp_RM, final.done_R
+    return final.tokens_RM, final.logp_RM, final.lengths_R, final.done_R
 
 
 def cache_bytes(cfg, rows: int, cache_len: int) -> int:
@@ -116,9 +135,10 @@ def check_cache_fits(cfg, rows: int, cache_len: int, shards: int = 1, device=Non
     return need
 
 
-def sample_ids(model, prompts: list[list[int]], params: SamplingParams, *, eos_ids=(), pad_id: int = 0, mesh=None):
-    """Sample from token-id prompts. Returns (tokens [B*n, M], logp [B*n, M], done [B*n]) as numpy, rows
-    ordered prompt-major, with the padding rows of the batch bucket removed. With `mesh`, rows and cache are split
+def sample_ids(model, prompts: list[list[int]], params: SamplingParams, *, eos_ids=(), pad_id: int = 0, mesh=None,
+               stop_ids: tuple[tuple[int, ...], ...] = ()):
+    """Sample from token-id prompts: numpy Samples with rows ordered prompt-major (the n samples of prompt i are
+    rows i*n .. i*n+n-1) and the padding rows of the batch bucket removed. With `mesh`, rows and cache are split
     over ("data", "fsdp") and heads over "tensor" (sharding.SAMPLE_RULES)."""
     if not prompts or any(len(p) == 0 for p in prompts):
         raise ValueError("every prompt needs at least one token")
@@ -134,6 +154,7 @@ def sample_ids(model, prompts: list[list[int]], params: SamplingParams, *, eos_i
     args = (jnp.asarray(tokens), jnp.asarray(mask))
     # The seed and stop strings are not part of the compiled program: keep them out of the static key.
     static = dict(params=dataclasses.replace(params, seed=0, stop=()), eos_ids=tuple(int(e) for e in eos_ids),
+                  stop_ids=tuple(tuple(int(t) for t in seq) for seq in stop_ids if seq),
                   cache_len=P + params.max_new_tokens)
     if mesh is None:
         out = _sample(graphdef, state, *args, jax.random.key(params.seed), **static)
@@ -143,7 +164,7 @@ def sample_ids(model, prompts: list[list[int]], params: SamplingParams, *, eos_i
         with jax.set_mesh(mesh), use_rules(SAMPLE_RULES):
             out = _sample(graphdef, state, *args, jax.random.key(params.seed), **static)
     keep = len(prompts) * params.n
-    return tuple(np.asarray(x)[:keep] for x in out)
+    return Samples(*(np.asarray(x)[:keep] for x in out))
 
 
 def sample(model, tokenizer, prompts: list[str], params: SamplingParams, add_special_tokens: bool | None = None,
@@ -155,12 +176,15 @@ def sample(model, tokenizer, prompts: list[str], params: SamplingParams, add_spe
         add = add_special_tokens if add_special_tokens is not None else not (bos and text.startswith(bos))
         ids.append(tokenizer(text, add_special_tokens=add)["input_ids"])
     eos = set(model.cfg.eos_token_ids) | ({tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set())
-    toks, logp, done = sample_ids(model, ids, params, eos_ids=tuple(sorted(eos)), pad_id=tokenizer.pad_token_id or 0,
-                                  mesh=mesh)
+    # Stop strings end decoding on device when the sampled ids spell their usual tokenization; texts are cut at
+    # the string whatever the tokenization, so the result is exact either way.
+    stop_ids = tuple(tuple(tokenizer(s, add_special_tokens=False)["input_ids"]) for s in params.stop)
+    toks, logp, lengths, _ = sample_ids(model, ids, params, eos_ids=tuple(sorted(eos)),
+                                        pad_id=tokenizer.pad_token_id or 0, mesh=mesh, stop_ids=stop_ids)
     out_tokens, out_logp, out_texts = [], [], []
     for i in range(len(prompts)):
         rows = range(i * params.n, (i + 1) * params.n)
-        seqs = [_trim(toks[r], done[r], eos) for r in rows]
+        seqs = [toks[r, : lengths[r]].tolist() for r in rows]
         out_tokens.append(seqs)
         out_logp.append([logp[r, : len(s)] for r, s in zip(rows, seqs)])
         out_texts.append([_cut(tokenizer.decode(s, skip_special_tokens=True), params.stop) for s in seqs])
@@ -170,14 +194,6 @@ def sample(model, tokenizer, prompts: list[str], params: SamplingParams, add_spe
 def generate(model, tokenizer, prompts: list[str], params: SamplingParams) -> list[list[str]]:
     """The completions' texts: [prompt][sample]."""
     return sample(model, tokenizer, prompts, params).texts
-
-
-def _trim(row: np.ndarray, done: bool, eos: set[int]) -> list[int]:
-    ids = row.tolist()
-    if done:
-        end = next(i for i, t in enumerate(ids) if t in eos)
-        ids = ids[: end + 1]
-    return ids
 
 
 def _cut(text: str, stop: tuple[str, ...]) -> str:
