@@ -205,11 +205,12 @@ class Decoder(nnx.Module):
         mask_BT, positions_BT = default_mask_positions(tokens_BT, mask_BT, positions_BT)
         return self._run(tokens_BT, positions_BT, mask_BT, None)[0]
 
-    def decode(self, tokens_BT, positions_BT, mask_BT, cache: Cache, prefill: bool = False):
-        """Forward T new tokens against a KV cache; returns (logits_BTV, new cache). prefill=True promises the cache
-        is empty (a fresh init_cache), so attention skips its slots."""
+    def decode(self, tokens_BT, positions_BT, mask_BT, cache: Cache, prefill: bool = False, last_only: bool = False):
+        """Forward T new tokens against a KV cache; returns (logits, new cache). prefill=True promises the cache
+        is empty (a fresh init_cache), so attention skips its slots. last_only=True projects only the last column
+        onto the vocabulary: a left-padded prefill needs no more, and [B, T, 262k] float32 logits would not fit."""
         h_BTD, cache = self._run(tokens_BT, positions_BT, mask_BT, cache, prefill)
-        return self.logits(h_BTD), cache
+        return self.logits(h_BTD[:, -1:] if last_only else h_BTD), cache
 
     def _run(self, tokens_BT, positions_BT, mask_BT, cache, prefill: bool = False):
         cfg, dt = self.cfg, jnp.dtype(self.cfg.compute_dtype)

@@ -63,15 +63,15 @@ def _sample(graphdef, state, prompt_BP, mask_BP, rng, *, params: SamplingParams,
     B, P = prompt_BP.shape
     n, M = params.n, params.max_new_tokens
     positions_BP = jnp.maximum(jnp.cumsum(mask_BP, axis=1) - 1, 0)
-    logits_BPV, cache = model.decode(prompt_BP, positions_BP, mask_BP, init_cache(model.cfg, B, cache_len),
-                                     prefill=True)
+    logits_B1V, cache = model.decode(prompt_BP, positions_BP, mask_BP, init_cache(model.cfg, B, cache_len),
+                                     prefill=True, last_only=True)
     # The n samples of a prompt share its prefill: repeat the cache rows instead of recomputing them.
     rep = lambda x: jnp.repeat(x, n, axis=0)
     state0 = SamplingState(
         step=jnp.zeros((), jnp.int32), tokens_RM=jnp.zeros((B * n, M), jnp.int32),
         logp_RM=jnp.zeros((B * n, M), jnp.float32), done_R=jnp.zeros((B * n,), bool),
         lengths_R=jnp.zeros((B * n,), jnp.int32),
-        logits_RV=rep(logits_BPV[:, -1]), positions_R=rep(positions_BP[:, -1] + 1),
+        logits_RV=rep(logits_B1V[:, 0]), positions_R=rep(positions_BP[:, -1] + 1),
         cache=jax.tree.map(rep, cache), rng=rng)
     eos = jnp.asarray(eos_ids or (-1,), jnp.int32)
 
