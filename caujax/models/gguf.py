@@ -253,6 +253,11 @@ _TOKENIZER_CLASS = {"gemma3": "GemmaTokenizer", "llama": "TokenizersBackend", "q
                     "qwen3": "Qwen2Tokenizer"}
 
 
+def load_gguf_tokenizer(path):
+    """Only the tokenizer of a `.gguf` file (no tensors dequantized)."""
+    return _tokenizer_from_gguf(_open(pathlib.Path(path)))
+
+
 def _tokenizer_from_gguf(f: _File):
     """The tokenizer the metadata describes, built by transformers' GGUF converter, with a chat template."""
     import transformers

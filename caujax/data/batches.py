@@ -1,0 +1,175 @@
+"""Tokenization and padding into the batch layout of losses/common.py, the resumable batch iterator, method-format
+JSONL rows, and the tiny SentencePiece tokenizer the CPU config trains on its own text.
+
+A row is prompt + completion token ids, right-padded to seq_len. The prompt is the user message through the
+tokenizer's chat template; the completion ends with EOS. Rows longer than seq_len lose the start of the prompt (the
+completion is what every loss reads), and completions longer than seq_len - 1 lose their end.
+"""
+from __future__ import annotations
+
+import dataclasses
+import io
+import pathlib
+import tempfile
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from caujax.data.items import require, row_error
+from caujax.data.pairs import KTOExample, Preference
+
+Ids = list[int]
+
+
+@dataclasses.dataclass(frozen=True)
+class SFTExample:
+    id: str
+    prompt: str          # the user message; the chat template is applied at tokenization
+    completion: str
+
+
+# --- rows in the method formats (what `python -m caujax.data convert --to sft|dpo|kto` writes) ------------------
+FIELDS = {"sft": ("prompt", "completion"), "dpo": ("prompt", "chosen", "rejected"), "kto": ("prompt", "completion")}
+
+
+def read_examples(path, method: str) -> list[SFTExample | Preference | KTOExample]:
+    """Training rows of one method from a .jsonl/.json file; a row missing a field, with an empty one, or (KTO)
+    without a boolean `label` raises RowError naming the file, the row and the field."""
+    from caujax.data.items import read_rows      # deferred: it imports `datasets`
+
+    rows = read_rows(path)
+    if not rows:
+        raise ValueError(f"{path}: no rows")
+    out = []
+    for i, row in enumerate(rows):
+        values = [require(row, key, str, path, i) for key in FIELDS[method]]
+        for key, value in zip(FIELDS[method], values):
+            if not value.strip():
+                raise row_error(path, i, f"field {key!r} is empty")
+        row_id = str(row.get("id") or f"row_{i}")
+        if method == "sft":
+            out.append(SFTExample(row_id, *values))
+        elif method == "dpo":
+            out.append(Preference(row_id, *values))
+        else:
+            out.append(KTOExample(row_id, *values, label=require(row, "label", bool, path, i)))
+    return out
+
+
+# --- tokenization ---------------------------------------------------------------------------------------------------
+def encode(tokenizer, prompts: Sequence[str], completions: Sequence[str]) -> list[tuple[Ids, Ids]]:
+    """(prompt ids, completion ids + EOS) per example; prompts go through the chat template as one user turn."""
+    if tokenizer.eos_token_id is None:
+        raise ValueError("the tokenizer has no eos_token; completions must end with one")
+    texts = [tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False,
+                                           add_generation_prompt=True) for p in prompts]
+    prompt_ids = tokenizer(texts, add_special_tokens=False)["input_ids"]
+    completion_ids = tokenizer(list(completions), add_special_tokens=False)["input_ids"]
+    return [(list(p), list(c) + [tokenizer.eos_token_id]) for p, c in zip(prompt_ids, completion_ids)]
+
+
+def fit(prompt: Ids, completion: Ids, seq_len: int) -> tuple[Ids, Ids]:
+    """Cut a row to seq_len tokens: the completion keeps its start, the prompt keeps its end (at least 1 token,
+    whose log-prob column scores the first completion token)."""
+    completion = completion[: seq_len - 1]
+    room = seq_len - len(completion)
+    return prompt[max(len(prompt) - room, 0):], completion
+
+
+def pad_rows(pairs: Sequence[tuple[Ids, Ids]], seq_len: int, pad_id: int) -> dict[str, np.ndarray]:
+    """tokens_BT, mask_BT, loss_mask_BT (aligned with log-probs: column t is 1 when token t+1 is a completion
+    token), right-padded to seq_len."""
+    B = len(pairs)
+    tokens = np.full((B, seq_len), pad_id, np.int32)
+    mask = np.zeros((B, seq_len), np.int32)
+    loss_mask = np.zeros((B, seq_len), np.int32)
+    for i, (prompt, completion) in enumerate(pairs):
+        prompt, completion = fit(prompt, completion, seq_len)
+        P, C = len(prompt), len(completion)
+        tokens[i, : P + C] = prompt + completion
+        mask[i, : P + C] = 1
+        loss_mask[i, P - 1: P + C - 1] = 1
+    return {"tokens_BT": tokens, "mask_BT": mask, "loss_mask_BT": loss_mask}
+
+
+# --- the three batch layouts (losses/common.py) ----------------------------------------------------------------------
+def sft_batch(rows, seq_len: int, pad_id: int) -> dict[str, np.ndarray]:
+    """rows: (prompt ids, completion ids)."""
+    return pad_rows(rows, seq_len, pad_id)
+
+
+def dpo_batch(rows, seq_len: int, pad_id: int) -> dict[str, np.ndarray]:
+    """rows: (prompt ids, chosen ids, rejected ids) -> 2B rows, [chosen; rejected], pair i = rows i and B+i."""
+    return pad_rows([(p, c) for p, c, _ in rows] + [(p, r) for p, _, r in rows], seq_len, pad_id)
+
+
+def kto_batch(rows, seq_len: int, pad_id: int, kl_group: int) -> dict[str, np.ndarray]:
+    """rows: (prompt ids, completion ids, label). The KL rows pair prompt i with the completion of row i-1 within
+    each group of kl_group consecutive rows (TRL's rotate-by-one within a per-device batch)."""
+    if len(rows) % kl_group or kl_group < 2:
+        raise ValueError(f"KTO needs kl_group >= 2 dividing the {len(rows)} rows, got kl_group={kl_group}")
+    batch = pad_rows([(p, c) for p, c, _ in rows], seq_len, pad_id)
+    rotated = [(rows[g + i][0], rows[g + (i - 1) % kl_group][1]) for g in range(0, len(rows), kl_group)
+               for i in range(kl_group)]
+    kl = pad_rows(rotated, seq_len, pad_id)
+    batch.update({f"kl_{k}": v for k, v in kl.items()})
+    batch["label_B"] = np.array([int(label) for _, _, label in rows], np.int32)
+    return batch
+
+
+class Batches:
+    """Endless shuffled batches of `batch_size` examples; every epoch is a fresh permutation drawn from (seed,
+    epoch), so `position()` -> `Batches(..., position=...)` continues exactly where a run stopped."""
+
+    def __init__(self, rows: Sequence, batch_size: int, seed: int, collate: Callable[[list], dict],
+                 position: dict | None = None):
+        if len(rows) < batch_size:
+            raise ValueError(f"{len(rows)} training examples are fewer than one batch of {batch_size}")
+        self.rows, self.batch_size, self.seed, self.collate = rows, batch_size, seed, collate
+        self.per_epoch = len(rows) // batch_size          # the last partial batch is dropped: one static shape
+        position = position or {"epoch": 0, "batch": 0}
+        self.epoch, self.batch = int(position["epoch"]), int(position["batch"])
+
+    def position(self) -> dict:
+        return {"epoch": self.epoch, "batch": self.batch}
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> dict[str, np.ndarray]:
+        order = np.random.default_rng([self.seed, self.epoch]).permutation(len(self.rows))
+        picked = order[self.batch * self.batch_size: (self.batch + 1) * self.batch_size]
+        self.batch += 1
+        if self.batch == self.per_epoch:
+            self.epoch, self.batch = self.epoch + 1, 0
+        return self.collate([self.rows[i] for i in picked])
+
+
+# --- the tiny tokenizer ----------------------------------------------------------------------------------------------
+ROLES = ("<|user|>", "<|assistant|>")
+CHAT_TEMPLATE = ("{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}\n{% endfor %}"
+                 "{% if add_generation_prompt %}<|assistant|>\n{% endif %}")
+
+
+def train_tokenizer(texts: Sequence[str], vocab_size: int):
+    """A BPE SentencePiece model trained on `texts` in memory (well under a second for a few hundred problems),
+    wrapped as a transformers tokenizer: pad 0, unk 1, bos 2, eos 3, the two role markers, a jinja chat template.
+
+    transformers 5 encodes everything to [] when LlamaTokenizer is built from `vocab_file=`, so the model is
+    written as tokenizer.model into a directory and loaded with from_pretrained, as a checkpoint's would be."""
+    import sentencepiece as spm
+    import transformers
+
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(texts), model_writer=model, vocab_size=vocab_size, model_type="bpe",
+        character_coverage=1.0, pad_id=0, unk_id=1, bos_id=2, eos_id=3, user_defined_symbols=list(ROLES),
+        normalization_rule_name="identity", remove_extra_whitespaces=False, split_digits=True,
+        max_sentence_length=1 << 16, num_threads=1, minloglevel=2)
+    with tempfile.TemporaryDirectory(prefix="caujax-spm-") as tmp:
+        (pathlib.Path(tmp) / "tokenizer.model").write_bytes(model.getvalue())
+        tokenizer = transformers.LlamaTokenizer.from_pretrained(tmp)
+    tokenizer.pad_token = "<pad>"
+    tokenizer.add_bos_token = False          # the chat template marks the start; no BOS inside rows
+    tokenizer.chat_template = CHAT_TEMPLATE
+    return tokenizer

@@ -1,0 +1,213 @@
+"""The train step: TrainState, the optimizer, and make_train_step (one pure jitted function, exact accumulation).
+
+Skip this on first read: `make_train_step(objective, tx, ...)(state, batch, ref_params) -> (state, metrics)` is all
+train.py needs. The rest is how it stays exact (sums, not means, across micro-batches) and sharded (explicit
+in/out shardings from the parameters' logical names).
+"""
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+from jax import Array
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from caujax.config import OptimConfig
+from caujax.losses import kto
+from caujax.losses.common import Loss
+from caujax.sharding import TRAIN_RULES, logical_spec
+
+BATCH_AXES = ("data", "fsdp")     # mesh axes the batch rows are split over (the "batch" logical rule)
+# Metrics whose denominator is not the loss count (kto.kto_loss documents them); all others divide by the count.
+DENOMINATORS = {"rewards/chosen": "n_desirable", "logps/chosen": "n_desirable",
+                "rewards/rejected": "n_undesirable", "logps/rejected": "n_undesirable"}
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class TrainState:
+    step: Array                       # optimizer steps taken, int32 scalar
+    params: nnx.State                 # θ, the master weights (ModelSource.param_dtype)
+    opt_state: optax.OptState
+    rng: Array                        # raw uint32 PRNG key, split once per step
+
+
+def learning_rate(cfg: OptimConfig, total_steps: int) -> optax.Schedule:
+    """η_t: linear warmup from 0 over warmup_ratio * total_steps, then cosine / linear decay to min_lr_ratio * η
+    at the last step (or constant)."""
+    warmup = int(round(cfg.warmup_ratio * total_steps))
+    end = cfg.lr * cfg.min_lr_ratio
+    decay_steps = max(total_steps - warmup, 1)
+    if cfg.schedule == "cosine":
+        decay = optax.cosine_decay_schedule(cfg.lr, decay_steps, alpha=cfg.min_lr_ratio)
+    elif cfg.schedule == "linear":
+        decay = optax.linear_schedule(cfg.lr, end, decay_steps)
+    else:
+        decay = optax.constant_schedule(cfg.lr)
+    if warmup == 0:
+        return decay
+    return optax.join_schedules([optax.linear_schedule(0.0, cfg.lr, warmup), decay], [warmup])
+
+
+def make_optimizer(cfg: OptimConfig, total_steps: int) -> optax.GradientTransformation:
+    """Global-norm clipping, then AdamW on the schedule; weight decay on matrices only (norm scales and biases are
+    1-D, and decaying them towards 0 changes what the layer computes)."""
+    decay_mask = lambda params: jax.tree.map(lambda p: p.ndim >= 2, params)
+    adamw = optax.adamw(learning_rate(cfg, total_steps), b1=cfg.b1, b2=cfg.b2, eps=cfg.eps,
+                        weight_decay=cfg.weight_decay, mask=decay_mask)
+    if cfg.max_grad_norm is None:
+        return adamw
+    return optax.chain(optax.clip_by_global_norm(cfg.max_grad_norm), adamw)
+
+
+def tree_shardings(tree, mesh: Mesh, rules=TRAIN_RULES):
+    """A NamedSharding for every leaf of a tree of nnx Variables and arrays (params, optimizer state, TrainState):
+    Variables by their logical names (optax's moments keep the Param metadata), anything else replicated. The
+    result has the tree's own structure, so it serves jit's in/out_shardings and orbax's restore targets alike."""
+    def one(x):
+        if isinstance(x, nnx.Variable):
+            spec = logical_spec(x.get_metadata().get("out_sharding"), rules, x.shape, mesh)
+            return x.replace(NamedSharding(mesh, spec))
+        return NamedSharding(mesh, PartitionSpec())
+    return jax.tree.map(one, tree, is_leaf=lambda x: isinstance(x, nnx.Variable))
+
+
+def init_state(params: nnx.State, tx: optax.GradientTransformation, mesh: Mesh, seed: int,
+               rules=TRAIN_RULES) -> tuple[TrainState, TrainState]:
+    """(state, state shardings): the optimizer state is created directly in its sharding (no host copy)."""
+    abstract = jax.eval_shape(lambda p: TrainState(jnp.zeros((), jnp.int32), p, tx.init(p), jax.random.PRNGKey(0)),
+                              params)
+    sharding = tree_shardings(abstract, mesh, rules)
+    make = jax.jit(lambda p: TrainState(jnp.zeros((), jnp.int32), p, tx.init(p), jax.random.PRNGKey(seed)),
+                   in_shardings=(sharding.params,), out_shardings=sharding)
+    return make(params), sharding
+
+
+def batch_sharding(mesh: Mesh) -> NamedSharding:
+    """Every batch field is split by rows over data x fsdp (a prefix sharding for the whole batch dict)."""
+    return NamedSharding(mesh, PartitionSpec(BATCH_AXES))
+
+
+def split_micro_batches(batch: dict[str, Array], num_micro_batches: int, row_blocks: int = 1) -> dict[str, Array]:
+    """[rows, ...] -> [M, rows / M, ...] for every field. The largest field holds `row_blocks` stacked blocks of n
+    rows (2 for DPO's [chosen; rejected], 1 otherwise) and a field of k * n rows holds k such blocks: each block is
+    split alike, so micro-batch m keeps pair i's chosen and rejected rows together, in the common.py layout."""
+    M = num_micro_batches
+    n, rem = divmod(max(x.shape[0] for x in batch.values()), row_blocks)
+    if rem or n % M:
+        raise ValueError(f"batch of {n} rows/pairs (x{row_blocks} stacked) does not split into {M} micro-batches")
+
+    def split(name, x):
+        k, rem = divmod(x.shape[0], n)
+        if rem or k == 0:
+            raise ValueError(f"batch field {name} has {x.shape[0]} rows, not a multiple of {n}")
+        x = x.reshape((k, M, n // M) + x.shape[1:])
+        return jnp.swapaxes(x, 0, 1).reshape((M, k * n // M) + x.shape[3:])
+    return {name: split(name, x) for name, x in batch.items()}
+
+
+def kto_reference_point(model, micro_batches: dict[str, Array]) -> dict[str, Array]:
+    """KTO's z0 over the whole global batch, every micro-batch included (TRL gathers it across processes), as
+    the `kto_z0` field the objective reads. Forward passes only; the policy's gradient never sees z0."""
+    kl_sum_M, kl_count_M = jax.lax.map(lambda mb: kto.policy_kl_stats(model, mb), micro_batches)
+    return {"kto_z0": kto.reference_point(kl_sum_M.sum(), kl_count_M.sum())}
+
+
+def make_train_step(objective: Callable[..., Loss], tx: optax.GradientTransformation, *, graphdef,
+                    state_sharding: TrainState, mesh: Mesh, num_micro_batches: int = 1,
+                    reference: Callable | None = None, global_fields: Callable | None = None,
+                    row_blocks: int = 1):
+    """`step_fn(state, batch, ref_params) -> (state, metrics)`, jitted once with explicit shardings; the state is
+    donated (its buffers are reused for the new state, so params and moments exist once in memory).
+
+    objective(model, micro_batch) -> Loss          (losses.OBJECTIVES[m] with its params bound)
+    reference(ref_model, micro_batch) -> fields     (dpo/kto.reference_logps) under stop_gradient from the frozen
+                                                    `ref_params`; None when the batch carries them (cached)
+    global_fields(model, micro_batches) -> fields   computed over all M micro-batches before the loss
+                                                    (kto_reference_point)
+    row_blocks: 2 for DPO, whose token rows stack [chosen; rejected] (split_micro_batches)
+    """
+    M = num_micro_batches
+    rows_sharding = NamedSharding(mesh, PartitionSpec(None, BATCH_AXES))
+
+    def train_step(state: TrainState, batch: dict[str, Array], ref_params):
+        # The decoder's block-boundary constraints (sharding.constrain) resolve against this mesh.
+        with jax.sharding.use_abstract_mesh(mesh.abstract_mesh):
+            return _train_step(state, batch, ref_params)
+
+    def _train_step(state: TrainState, batch: dict[str, Array], ref_params):
+        mbs = split_micro_batches(batch, M, row_blocks)
+        mbs = jax.tree.map(lambda x: jax.lax.with_sharding_constraint(x, _rows_spec(x, rows_sharding)), mbs)
+        if reference is not None:
+            ref_model = nnx.merge(graphdef, ref_params)
+            mbs |= jax.lax.stop_gradient(jax.lax.map(lambda mb: reference(ref_model, mb), mbs))
+        if global_fields is not None:
+            extra = global_fields(nnx.merge(graphdef, state.params), mbs)
+            mbs |= {k: jnp.broadcast_to(v, (M,) + v.shape) for k, v in extra.items()}
+
+        def sum_loss(params, mb):          # differentiate the SUM; divide once by the global count below
+            loss = objective(nnx.merge(graphdef, params), mb)
+            return loss.total, loss
+
+        def body(g_sum, mb):
+            (_, loss), g = jax.value_and_grad(sum_loss, has_aux=True)(state.params, mb)
+            g_sum = jax.tree.map(lambda a, b: a + b.astype(jnp.float32), g_sum, g)
+            return g_sum, (loss.total, loss.count, loss.metrics)
+
+        # float32 accumulators whatever the parameter dtype: M bf16 additions would round M times.
+        g_zero = jax.tree.map(lambda p: jnp.zeros(p.shape, jnp.float32), state.params)
+        g_sum, (total_M, count_M, metrics_M) = jax.lax.scan(body, g_zero, mbs)
+        n = jnp.maximum(count_M.sum().astype(jnp.float32), 1.0)
+        grads = jax.tree.map(lambda g, p: (g / n).astype(p.dtype), g_sum, state.params)
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        rng, _ = jax.random.split(state.rng)
+        sums = {k: v.sum() for k, v in metrics_M.items()}
+        metrics = {"loss": total_M.sum() / n, "count": n, "grad_norm": optax.tree.norm(grads)}
+        metrics |= {k: v / jnp.maximum(sums[DENOMINATORS[k]], 1.0) if DENOMINATORS.get(k) in sums else v / n
+                    for k, v in sums.items() if not k.startswith("n_")}
+        return TrainState(state.step + 1, params, opt_state, rng), metrics
+
+    replicated = NamedSharding(mesh, PartitionSpec())
+    ref_sharding = state_sharding.params if reference is not None else replicated
+    return jax.jit(train_step, in_shardings=(state_sharding, batch_sharding(mesh), ref_sharding),
+                   out_shardings=(state_sharding, replicated), donate_argnums=0)
+
+
+def _rows_spec(x: Array, rows_sharding: NamedSharding) -> NamedSharding:
+    """Micro-batch rows over data x fsdp when they divide; replicated otherwise (tiny CPU micro-batches)."""
+    ways = rows_sharding.mesh.shape["data"] * rows_sharding.mesh.shape["fsdp"]
+    if x.ndim < 2 or x.shape[1] % ways:
+        return NamedSharding(rows_sharding.mesh, PartitionSpec())
+    return rows_sharding
+
+
+def reference_table(path, reference: Callable, graphdef, ref_params, mesh: Mesh, batches, steps: int, *,
+                    num_micro_batches: int = 1, row_blocks: int = 1) -> dict[str, np.ndarray]:
+    """The reference fields of the first `steps` batches, stacked [steps, ...]: computed once, micro-batch by
+    micro-batch as the step would, saved to `path` (name it by a fingerprint of model and data), and read back by
+    any later run with the same path. Training then passes no reference params to the step."""
+    path = pathlib.Path(path)
+    if path.exists():
+        return dict(np.load(path))
+
+    def fields_of(params, batch):
+        with jax.sharding.use_abstract_mesh(mesh.abstract_mesh):
+            model = nnx.merge(graphdef, params)
+            mbs = split_micro_batches(batch, num_micro_batches, row_blocks)
+            out = jax.lax.stop_gradient(jax.lax.map(lambda mb: reference(model, mb), mbs))
+        return {k: v.reshape((-1,) + v.shape[2:]) for k, v in out.items()}     # [M, B/M] -> [B], rows in order
+
+    run = jax.jit(fields_of, in_shardings=(tree_shardings(ref_params, mesh), batch_sharding(mesh)))
+    fields = [jax.device_get(run(ref_params, jax.device_put(next(batches), batch_sharding(mesh))))
+              for _ in range(steps)]
+    table = {k: np.stack([f[k] for f in fields]) for k in fields[0]}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, **table)
+    return table

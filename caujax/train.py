@@ -1,0 +1,368 @@
+"""python -m caujax.train --method {sft,dpo,kto} --config configs/tiny.py [--resume] [--a.b=c ...]
+
+`train` reads top to bottom: config, mesh, text and tokenizer, model, optimizer, checkpoint restore, data, step,
+loop. What differs between methods is a row of plain functions in METHODS.
+"""
+from __future__ import annotations
+
+import argparse
+import functools
+import hashlib
+import json
+import pathlib
+import sys
+import time
+import warnings
+from collections.abc import Callable
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from caujax import checkpoint
+from caujax.config import RunConfig, apply_overrides, load_preset, parse_overrides, to_json_dict
+from caujax.data import batches
+from caujax.data.items import Item
+from caujax.losses import OBJECTIVES, dpo, kto
+from caujax.models import Decoder, load_pretrained, save_pretrained
+from caujax.sharding import make_mesh
+from caujax.step import (batch_sharding, init_state, kto_reference_point, learning_rate, make_optimizer,
+                         make_train_step, reference_table, tree_shardings)
+
+
+def _sft_examples(items: list[Item], seed: int) -> list[batches.SFTExample]:
+    from caujax.data.prompts import instruction_for, sft_target, user_message
+
+    out, skipped = [], 0
+    for it in items:
+        try:
+            out.append(batches.SFTExample(it.id, user_message(it.problem, instruction_for(it)), sft_target(it)))
+        except ValueError:        # LACK_CONDITION items and items without a Reason have no worked solution
+            skipped += 1
+    if skipped:
+        warnings.warn(f"skipped {skipped} of {len(items)} items without a worked solution", stacklevel=2)
+    return out
+
+
+def _dpo_examples(items, seed):
+    from caujax.data.pairs import dpo_pairs
+    return dpo_pairs(items, seed, skip_unusable=True)
+
+
+def _kto_examples(items, seed):
+    from caujax.data.pairs import kto_examples
+    return kto_examples(items, seed, skip_unusable=True)
+
+
+def _encode_sft(tokenizer, examples):
+    return batches.encode(tokenizer, [e.prompt for e in examples], [e.completion for e in examples])
+
+
+def _encode_dpo(tokenizer, examples):
+    prompts = [e.prompt for e in examples]
+    chosen = batches.encode(tokenizer, prompts, [e.chosen for e in examples])
+    rejected = batches.encode(tokenizer, prompts, [e.rejected for e in examples])
+    return [(p, c, r) for (p, c), (_, r) in zip(chosen, rejected)]
+
+
+def _encode_kto(tokenizer, examples):
+    return [(p, c, e.label) for (p, c), e in zip(_encode_sft(tokenizer, examples), examples)]
+
+
+class Method(NamedTuple):
+    examples: Callable        # (items, seed) -> training examples, from worked solutions and the engine's mistakes
+    encode: Callable          # (tokenizer, examples) -> rows of token ids
+    collate: Callable         # (rows, seq_len, pad_id, kl_group) -> batch dict in the losses/common.py layout
+    reference: Callable | None       # (ref_model, micro_batch) -> log π_ref fields, under stop_gradient
+    global_fields: Callable | None   # (model, micro_batches) -> fields over the global batch (KTO's z0)
+    row_blocks: int                  # stacked row blocks per batch (DPO's [chosen; rejected])
+
+
+METHODS = {
+    "sft": Method(_sft_examples, _encode_sft, lambda rows, T, pad, _: batches.sft_batch(rows, T, pad), None, None, 1),
+    "dpo": Method(_dpo_examples, _encode_dpo, lambda rows, T, pad, _: batches.dpo_batch(rows, T, pad),
+                  dpo.reference_logps, None, 2),
+    "kto": Method(_kto_examples, _encode_kto, batches.kto_batch, kto.reference_logps, kto_reference_point, 1),
+}
+
+
+def load_examples(cfg: RunConfig) -> list:
+    """The run's training examples; bad rows fail here, before anything is written."""
+    source, n = cfg.data.source, cfg.data.num_examples
+    if source.endswith(".jsonl"):
+        examples = batches.read_examples(source, cfg.method)
+        return examples[:n] if n else examples
+    if source == "generated":
+        from caujax.causal.generate import generate
+        if not n:
+            raise ValueError("data.num_examples must be > 0 with data.source=generated")
+        items = [Item(id=f"gen_{i:07d}", problem=d["problem"], answer=d["answer"], reason=d["Reason"], type=d["Type"],
+                      set_name="generated", index=i) for i, d in enumerate(generate(n, cfg.data.seed))]
+    elif source.endswith(".json"):
+        from caujax.data.caugym import load_file
+        items = load_file(source)[: n or None]
+    else:
+        raise ValueError(f"data.source={source!r}: expected 'generated', a .json file of CauGym-format problems, or a "
+                         f".jsonl file of {cfg.method} rows")
+    examples = METHODS[cfg.method].examples(items, cfg.data.seed)
+    if not examples:
+        raise ValueError(f"data.source={source!r}: none of its {len(items)} problems gives a {cfg.method} example")
+    return examples
+
+
+def _texts(examples) -> list[str]:
+    fields = ("prompt", "completion", "chosen", "rejected")
+    return [getattr(e, f) for e in examples for f in fields if hasattr(e, f)]
+
+
+def load_tokenizer(cfg: RunConfig, run_dir: pathlib.Path, examples):
+    """(tokenizer or None, trained here?): --model.tokenizer; None for a checkpoint's own (build_model reads it);
+    else the run's SentencePiece model, trained on the run's text once and read back from <run_dir>/tokenizer."""
+    import transformers
+
+    if cfg.model.tokenizer:
+        return transformers.AutoTokenizer.from_pretrained(cfg.model.tokenizer), False
+    if cfg.model.path:
+        return None, False
+    if (run_dir / "tokenizer").is_dir():
+        return transformers.AutoTokenizer.from_pretrained(run_dir / "tokenizer"), False
+    return batches.train_tokenizer(_texts(examples), cfg.model.arch.vocab_size), True
+
+
+def build_model(cfg: RunConfig, mesh, tokenizer):
+    """(graphdef, params, tokenizer): parameters placed in their shardings as they are made, never whole on one
+    host; the graphdef carries the compute dtype and the remat flag (nothing a checkpoint stores)."""
+    src = cfg.model
+    if src.path:
+        model, own_tokenizer = load_pretrained(src.path, dtype=src.param_dtype, mesh=mesh)
+        arch, params, tokenizer = model.cfg, nnx.state(model), tokenizer or own_tokenizer
+        if tokenizer is None:
+            raise ValueError(f"{src.path} holds no tokenizer; set --model.tokenizer to a tokenizer directory")
+    else:
+        arch = src.arch.replace(param_dtype=src.param_dtype, bos_token_id=tokenizer.bos_token_id,
+                                eos_token_ids=(tokenizer.eos_token_id,), pad_token_id=tokenizer.pad_token_id)
+        make = lambda: nnx.state(Decoder(arch, rngs=nnx.Rngs(src.init_seed)))
+        params = jax.jit(make, out_shardings=tree_shardings(jax.eval_shape(make), mesh))()
+    if len(tokenizer) > arch.vocab_size:
+        raise ValueError(f"the tokenizer has {len(tokenizer)} tokens, more than the model's "
+                         f"vocab_size={arch.vocab_size}")
+    arch = arch.replace(compute_dtype=src.compute_dtype, remat=src.remat)
+    graphdef, _ = nnx.split(nnx.eval_shape(lambda: Decoder(arch, rngs=nnx.Rngs(0))))
+    return graphdef, params, tokenizer
+
+
+def _fingerprint(cfg: RunConfig, rows) -> str:
+    """What the reference log-probs depend on: the model (checkpoint files, or the random-init recipe) and the
+    batches (token ids, batch size, seq_len, seed, steps)."""
+    h = hashlib.sha256(json.dumps([to_json_dict(cfg.model), to_json_dict(cfg.data), cfg.steps], default=str).encode())
+    if cfg.model.path:
+        for f in sorted(pathlib.Path(cfg.model.path).glob("*.safetensors")):
+            h.update(f"{f.name}:{f.stat().st_size}:{f.stat().st_mtime_ns}".encode())
+    h.update(repr(rows).encode())
+    return h.hexdigest()[:20]
+
+
+def train(cfg: RunConfig, resume: bool = False) -> list[dict]:
+    """Run `cfg`; returns the metrics lines this call wrote."""
+    run_dir = pathlib.Path(cfg.run_dir)
+    method = METHODS[cfg.method]
+    config_json = to_json_dict(cfg)
+    saved = sorted(int(p.name) for p in (run_dir / "checkpoints").glob("*") if p.name.isdigit())
+    if saved and not resume:          # checked first: never load a large model only to refuse the run_dir
+        raise ValueError(f"{run_dir} already holds checkpoints (latest: step {saved[-1]}); pass --resume to continue "
+                         "it, or choose another --run_dir")
+
+    # Mesh: batch rows over data x fsdp, weights over fsdp x tensor.
+    mesh = make_mesh(cfg.mesh.data, cfg.mesh.fsdp, cfg.mesh.tensor)
+    ways, M = mesh.shape["data"] * mesh.shape["fsdp"], cfg.data.num_micro_batches
+    if cfg.data.batch_size % ways:
+        raise ValueError(f"data.batch_size={cfg.data.batch_size} is not a multiple of mesh data x fsdp = {ways}")
+    if cfg.method == "kto" and cfg.data.batch_size // M < 2:
+        raise ValueError(f"KTO rotates completions within each micro-batch for its KL term: data.micro_batch_size "
+                         f"must be >= 2, got {cfg.data.batch_size // M}")
+
+    # Text and tokenizer before the model: a random-init run trains its tokenizer on this text, and bad rows must
+    # fail before anything is written.
+    examples = load_examples(cfg)
+    tokenizer, tokenizer_is_new = load_tokenizer(cfg, run_dir, examples)
+
+    # Model: π_θ, and for DPO/KTO the frozen π_ref = π_θ at step 0 (a copy: the train state's buffers are donated).
+    # π_ref's matrices only ever enter matmuls cast to the compute dtype, so they are stored in it (half the memory
+    # in bf16, the same log-probs); 1-D norm scales keep their dtype, RMSNorm reads them in float32.
+    graphdef, params, tokenizer = build_model(cfg, mesh, tokenizer)
+    if tokenizer.chat_template is None:
+        raise ValueError("the tokenizer has no chat template; set --model.tokenizer to a directory that has one")
+    rows = method.encode(tokenizer, examples)
+    compute = jnp.dtype(cfg.model.compute_dtype)
+    ref_params = jax.tree.map(lambda p: p.astype(compute) if p.ndim >= 2 else jnp.copy(p), params) \
+        if method.reference else None
+
+    tx = make_optimizer(cfg.optim, cfg.steps)
+    lr = learning_rate(cfg.optim, cfg.steps)
+    state, state_sharding = init_state(params, tx, mesh, cfg.seed)
+    del params
+
+    # Train state, first match wins (big_vision's precedence, spelled out):
+    #  1. --resume and a checkpoint in <run_dir>/checkpoints: the latest (params, moments, step, RNG, data position);
+    #  2. otherwise step 0 from the model above (a fresh run was refused above if run_dir holds checkpoints).
+    manager = checkpoint.make_manager(run_dir, cfg.checkpoint)
+    latest, position = checkpoint.latest_step(manager), None
+    if resume and latest is not None:
+        state, position = _restore(manager, latest, state, state_sharding, config_json)
+    start = int(jax.device_get(state.step))
+
+    # Data: the same shuffled order on every (re)start; the position comes back with the checkpoint. KTO's
+    # mismatched pairs are rotated within each micro-batch.
+    kl_group, pad_id = cfg.data.batch_size // M, tokenizer.pad_token_id or 0
+    collate = lambda picked: method.collate(picked, cfg.data.seq_len, pad_id, kl_group)
+    data_at = lambda pos: batches.Batches(rows, cfg.data.batch_size, cfg.data.seed, collate, pos)
+    data = data_at(position)
+    table = None
+    if method.reference and cfg.reference.mode == "cached":
+        cache = pathlib.Path(cfg.reference.cache_dir or run_dir / "reference")
+        table = reference_table(cache / f"{cfg.method}-{_fingerprint(cfg, rows)}.npz", method.reference, graphdef,
+                                ref_params, mesh, data_at({"epoch": 0, "batch": 0}), cfg.steps,
+                                num_micro_batches=M, row_blocks=method.row_blocks)
+        ref_params = None                         # its memory goes back to the policy
+
+    step_fn = make_train_step(functools.partial(OBJECTIVES[cfg.method], params=getattr(cfg, cfg.method)), tx,
+                              graphdef=graphdef, state_sharding=state_sharding, mesh=mesh, num_micro_batches=M,
+                              reference=method.reference if table is None else None,
+                              global_fields=method.global_fields, row_blocks=method.row_blocks)
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.json").write_text(json.dumps(config_json, indent=2, default=str))
+    if tokenizer_is_new:
+        tokenizer.save_pretrained(run_dir / "tokenizer")
+    state, lines = _loop(cfg, step_fn, state, ref_params, data, table, lr, mesh, manager, start, config_json)
+    manager.wait_until_finished()
+    manager.close()
+    plot_loss(run_dir)
+    if cfg.export:
+        export(nnx.merge(graphdef, state.params), tokenizer, run_dir / "hf", rows[0][0])
+    return lines
+
+
+def export(model, tokenizer, path: pathlib.Path, sample_ids: list[int]) -> None:
+    """A Hugging Face directory; warns when AutoTokenizer would read its tokenizer back differently (transformers
+    picks the tokenizer class from config.json's model_type for some families, e.g. Qwen2Tokenizer for qwen2)."""
+    import transformers
+
+    save_pretrained(model, tokenizer, path)
+    text = tokenizer.decode(sample_ids)
+    reloaded = transformers.AutoTokenizer.from_pretrained(path)
+    if reloaded(text, add_special_tokens=False).input_ids != tokenizer(text, add_special_tokens=False).input_ids:
+        warnings.warn(f"{path}: AutoTokenizer loads the exported tokenizer as {type(reloaded).__name__}, which "
+                      f"encodes differently from the {type(tokenizer).__name__} the model was trained with")
+
+
+def _loop(cfg, step_fn, state, ref_params, data, table, lr, mesh, manager, start, config_json):
+    """One jitted step per batch, metrics every log_every steps, checkpoints when due; (final state, lines)."""
+    from tqdm import tqdm
+
+    metrics_path = pathlib.Path(cfg.run_dir) / "metrics.jsonl"
+    _truncate_metrics(metrics_path, start)
+    lines, tokens, last_logged, t0 = [], 0, start, time.perf_counter()
+    with open(metrics_path, "a") as log, tqdm(total=cfg.steps, initial=start, desc=cfg.method, unit="step",
+                                                dynamic_ncols=True, file=sys.stderr) as bar:
+        for step in range(start, cfg.steps):
+            batch = next(data)
+            if table is not None:
+                batch |= {k: v[step] for k, v in table.items()}
+            tokens += int(batch["mask_BT"].sum())
+            batch = jax.device_put(batch, batch_sharding(mesh))
+            with jax.transfer_guard("disallow"):      # nothing crosses host<->device inside the step by accident
+                state, metrics = step_fn(state, batch, ref_params)
+            done = step + 1
+            if done % cfg.log_every == 0 or done == cfg.steps:
+                metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
+                if not np.isfinite(metrics["loss"]):
+                    raise FloatingPointError(f"loss is {metrics['loss']} at step {done}; finite up to step "
+                                             f"{last_logged} (steps {last_logged + 1}..{done} since)")
+                elapsed = time.perf_counter() - t0
+                line = {"step": done, "lr": float(lr(step)), **metrics, "tokens": tokens,
+                        "tokens_per_s": tokens / max(elapsed, 1e-9)}
+                log.write(json.dumps(line) + "\n")
+                log.flush()
+                lines.append(line)
+                bar.set_postfix(loss=f"{metrics['loss']:.4f}", tok_s=f"{line['tokens_per_s']:.0f}")
+                tokens, last_logged, t0 = 0, done, time.perf_counter()
+            bar.update(1)
+            if checkpoint.due(done, cfg.checkpoint, cfg.steps):
+                checkpoint.save(manager, done, state, data.position(), config_json)
+    return state, lines
+
+
+def _restore(manager, step: int, state, state_sharding, config_json: dict):
+    """(state, data position) of checkpoint `step`; a mismatch also names the config fields that changed."""
+    abstract = jax.eval_shape(lambda: state)
+    try:
+        restored, position, _ = checkpoint.restore(manager, step, abstract, state_sharding)
+    except checkpoint.CheckpointMismatch as e:
+        saved = manager.restore(step, args=checkpoint.ocp.args.Composite(
+            config=checkpoint.ocp.args.JsonRestore())).config
+        changed = _diff(saved.get("model", {}), config_json["model"], "model")
+        hint = ("\nthe checkpoint's run had " + ", ".join(changed)) if changed else ""
+        raise checkpoint.CheckpointMismatch(f"{e}{hint}") from None
+    return restored, position
+
+
+def _diff(saved, now, prefix: str) -> list[str]:
+    if isinstance(saved, dict) and isinstance(now, dict):
+        return [d for k in sorted(saved.keys() | now.keys())
+                for d in _diff(saved.get(k), now.get(k), f"{prefix}.{k}")]
+    now = list(now) if isinstance(now, tuple) else now
+    return [] if saved == now else [f"{prefix}={saved!r} (this run: {now!r})"]
+
+
+def _truncate_metrics(path: pathlib.Path, start: int) -> None:
+    """A resumed run recomputes the steps after its checkpoint: drop the killed run's lines for them."""
+    if path.exists():
+        kept = [l for l in path.read_text().splitlines() if l.strip() and json.loads(l)["step"] <= start]
+        path.write_text("".join(l + "\n" for l in kept))
+
+
+def plot_loss(run_dir: pathlib.Path) -> None:
+    """<run_dir>/loss.png from metrics.jsonl."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    lines = [json.loads(l) for l in (run_dir / "metrics.jsonl").read_text().splitlines() if l.strip()]
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot([l["step"] for l in lines], [l["loss"] for l in lines], marker="." if len(lines) < 50 else None)
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.set_title(run_dir.name)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(run_dir / "loss.png", dpi=100)
+    plt.close(fig)
+
+
+def parse_args(argv: list[str]) -> tuple[RunConfig, bool]:
+    parser = argparse.ArgumentParser(prog="python -m caujax.train", description=__doc__, allow_abbrev=False,
+                                     epilog="Any config field can be set with a dotted override, e.g. --optim.lr=1e-5")
+    parser.add_argument("--config", required=True, help="a preset file, e.g. configs/tiny.py")
+    parser.add_argument("--method", choices=sorted(METHODS), help="the method (default: the preset's)")
+    parser.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in run_dir")
+    args, rest = parser.parse_known_args(argv)
+    overrides = parse_overrides(rest)
+    if args.method:
+        overrides = {"method": args.method, **overrides}
+    return apply_overrides(load_preset(args.config), overrides), args.resume
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    cfg, resume = parse_args(sys.argv[1:] if argv is None else argv)
+    return train(cfg, resume)
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except (ValueError, FileNotFoundError) as err:      # bad input: the message says what; no traceback
+        print(f"caujax.train: error: {err}", file=sys.stderr)
+        sys.exit(2)

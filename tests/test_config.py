@@ -1,0 +1,113 @@
+"""Config: every preset loads and says how to launch it; dotted overrides convert, validate and name typos."""
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import pathlib
+import re
+
+import pytest
+
+from caujax import config
+from caujax.config import RunConfig, apply_overrides, load_preset, parse_overrides, valid_keys
+
+CONFIGS = pathlib.Path(__file__).resolve().parent.parent / "configs"
+PRESETS = sorted(CONFIGS.glob("*.py"))
+
+
+def test_there_are_presets_for_each_method_and_model():
+    names = {p.stem for p in PRESETS}
+    for model in ("qwen2p5_7b", "r1_qwen_14b"):
+        for method in ("sft", "dpo", "kto"):
+            assert f"{model}_{method}" in names
+    assert "tiny" in names
+
+
+@pytest.mark.parametrize("path", PRESETS, ids=lambda p: p.stem)
+def test_preset_loads_and_its_docstring_is_the_launch_command(path):
+    cfg = load_preset(path)
+    assert isinstance(cfg, RunConfig)
+    doc = path.read_text().split('"""')[1]
+    assert "python -m caujax.train" in doc and f"--config configs/{path.name}" in doc
+    if path.stem != "tiny":
+        assert cfg.method == path.stem.rsplit("_", 1)[1]
+        assert cfg.model.path is not None and cfg.data.batch_size % cfg.data.num_micro_batches == 0
+
+
+def test_every_config_field_has_a_comment():
+    """The schema's fields say what they are (the paper symbol, the unit) on their own line."""
+    source = inspect.getsource(config)
+    for cls in (config.ModelSource, config.DataConfig, config.OptimConfig, config.ReferenceConfig,
+                config.MeshConfig, config.CheckpointConfig, config.RunConfig):
+        for f in dataclasses.fields(cls):
+            line = re.search(rf"^    {f.name}: .*$", source, re.MULTILINE)
+            assert line and "#" in line.group(0), f"{cls.__name__}.{f.name} has no comment"
+
+
+def test_parse_overrides_accepts_both_spellings():
+    assert parse_overrides(["--optim.lr=1e-5", "--steps", "2", "--model.remat=true"]) == {
+        "optim.lr": "1e-5", "steps": "2", "model.remat": "true"}
+    with pytest.raises(ValueError, match="has no value"):
+        parse_overrides(["--steps"])
+    with pytest.raises(ValueError, match="unexpected argument 'steps=2'"):
+        parse_overrides(["steps=2"])
+
+
+def test_overrides_convert_by_field_type():
+    cfg = load_preset(CONFIGS / "tiny.py")
+    new = apply_overrides(cfg, {"optim.lr": "1e-5", "steps": "7", "model.remat": "true", "dpo.beta": "1",
+                                "data.micro_batch_size": "none", "model.arch.num_layers": "3",
+                                "optim.max_grad_norm": "None", "method": "kto", "kto.desirable_weight": "1.33"})
+    assert new.optim.lr == 1e-5 and new.steps == 7 and new.model.remat is True and new.dpo.beta == 1.0
+    assert new.data.micro_batch_size is None and new.data.num_micro_batches == 1
+    assert new.model.arch.num_layers == 3 and new.optim.max_grad_norm is None and new.method == "kto"
+    assert cfg.steps == 2                 # frozen: the original is untouched
+    assert isinstance(new.dpo.beta, float)
+
+
+def test_unknown_key_names_the_closest_valid_keys():
+    cfg = load_preset(CONFIGS / "tiny.py")
+    with pytest.raises(ValueError, match=r"unknown config key --optim\.lrr; did you mean --optim\.lr\b"):
+        apply_overrides(cfg, {"optim.lrr": "1e-5"})
+    with pytest.raises(ValueError, match=r"unknown config key --dpo\.betta; did you mean --dpo\.beta"):
+        apply_overrides(cfg, {"dpo.betta": "0.2"})
+    with pytest.raises(ValueError, match=r"--stpes; did you mean --steps"):
+        apply_overrides(cfg, {"stpes": "3"})
+
+
+def test_bad_values_are_named_with_the_key():
+    cfg = load_preset(CONFIGS / "tiny.py")
+    with pytest.raises(ValueError, match=r"--steps=two: not a int"):
+        apply_overrides(cfg, {"steps": "two"})
+    with pytest.raises(ValueError, match=r"--steps=2.5: expected int, got float"):
+        apply_overrides(cfg, {"steps": "2.5"})
+    with pytest.raises(ValueError, match=r"--optim.schedule=cosin: expected one of .*did you mean 'cosine'"):
+        apply_overrides(cfg, {"optim.schedule": "cosin"})
+    with pytest.raises(ValueError, match=r"--method=ppo: expected one of \('sft', 'dpo', 'kto'\)"):
+        apply_overrides(cfg, {"method": "ppo"})
+    with pytest.raises(ValueError, match=r"--model.remat=yes: expected true or false"):
+        apply_overrides(cfg, {"model.remat": "yes"})
+
+
+def test_validation_runs_on_overridden_values():
+    cfg = load_preset(CONFIGS / "tiny.py")
+    with pytest.raises(ValueError, match=r"--data.micro_batch_size=3: data.batch_size=4 is not a multiple of "
+                                         r"data.micro_batch_size=3"):
+        apply_overrides(cfg, {"data.micro_batch_size": "3"})
+    with pytest.raises(ValueError, match=r"--dpo.beta=0: DPOParams.beta must be > 0"):
+        apply_overrides(cfg, {"dpo.beta": "0"})
+    with pytest.raises(ValueError, match=r"--model.arch.num_kv_heads=3: num_heads=4 is not a multiple"):
+        apply_overrides(cfg, {"model.arch.num_kv_heads": "3"})
+
+
+def test_valid_keys_cover_nested_sections():
+    keys = valid_keys(RunConfig)
+    assert {"optim.lr", "dpo.beta", "kto.undesirable_weight", "model.arch", "checkpoint.every_steps"} <= set(keys)
+
+
+def test_preset_file_errors_are_clear(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_preset(tmp_path / "nope.py")
+    (tmp_path / "empty.py").write_text("x = 1\n")
+    with pytest.raises(ValueError, match=r"empty.py defines no get_config"):
+        load_preset(tmp_path / "empty.py")

@@ -1,0 +1,185 @@
+"""Pulse tests of `python -m caujax.train` on configs/tiny.py: each method trains, the run directory is complete,
+the export loads in transformers, and bad input fails with a message while the run directory stays untouched."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import pathlib
+import subprocess
+import sys
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from caujax import train
+from caujax.checkpoint import CheckpointMismatch
+from caujax.data.items import RowError
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+
+
+def _run(run_dir, method, *extra):
+    return train.main(["--config", str(REPO / "configs/tiny.py"), "--method", method, f"--run_dir={run_dir}",
+                       "--steps=2", *extra])
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """One 2-step run per method: (run_dir, metrics lines)."""
+    out = {}
+    for method in ("sft", "dpo", "kto"):
+        run_dir = tmp_path_factory.mktemp(method)
+        out[method] = run_dir, _run(run_dir, method)
+    return out
+
+
+def _snapshot(run_dir: pathlib.Path) -> dict:
+    return {str(p.relative_to(run_dir)): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in sorted(run_dir.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("method", ["sft", "dpo", "kto"])
+def test_each_method_trains_two_steps_with_a_finite_moving_loss(runs, method):
+    run_dir, lines = runs[method]
+    losses = [l["loss"] for l in lines]
+    print(method, "losses", losses, "tokens/s", [round(l["tokens_per_s"]) for l in lines])
+    assert [l["step"] for l in lines] == [1, 2]
+    assert all(math.isfinite(x) for x in losses) and losses[0] != losses[1]
+    if method == "dpo":        # policy == reference at step 0: -log σ(0) = ln 2
+        assert losses[0] == pytest.approx(math.log(2), abs=1e-5)
+    if method == "kto":        # Δ = 0 and z0 = 0 at step 0: 1 - σ(0) = 0.5 for every row
+        assert losses[0] == pytest.approx(0.5, abs=1e-5)
+    logged = [json.loads(l) for l in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [l["loss"] for l in logged] == losses
+    assert {"config.json", "metrics.jsonl", "loss.png", "checkpoints", "hf", "tokenizer"} <= {
+        p.name for p in run_dir.iterdir()}
+    assert (run_dir / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert json.loads((run_dir / "config.json").read_text())["method"] == method
+    assert (run_dir / "checkpoints" / "2").is_dir()
+
+
+def test_export_loads_in_transformers_with_the_same_logits(runs):
+    import torch
+    import transformers
+
+    from caujax.models import load_pretrained
+
+    run_dir, _ = runs["sft"]
+    tokenizer = transformers.AutoTokenizer.from_pretrained(run_dir / "hf")
+    model = transformers.AutoModelForCausalLM.from_pretrained(run_dir / "hf", dtype=torch.float32).eval()
+    text = tokenizer.apply_chat_template([{"role": "user", "content": "If A changes, does B? P(B=1|A=0)=0.25."}],
+                                         tokenize=False, add_generation_prompt=True)
+    ids = tokenizer(text, add_special_tokens=False).input_ids
+    assert ids == transformers.AutoTokenizer.from_pretrained(run_dir / "tokenizer")(
+        text, add_special_tokens=False).input_ids
+    with torch.no_grad():
+        torch_logits = model(torch.tensor([ids])).logits.numpy()
+    ours, _ = load_pretrained(run_dir / "hf")
+    diff = float(np.abs(np.asarray(ours(jnp.asarray([ids]))) - torch_logits).max())
+    print(f"exported model: {len(ids)} tokens, max |caujax - torch| = {diff:.2e}")
+    assert diff <= 1e-4
+
+
+def test_cached_reference_gives_the_same_dpo_losses(runs, tmp_path):
+    _, in_step = runs["dpo"]
+    cached = _run(tmp_path, "dpo", "--reference.mode=cached", "--export=false")
+    assert list((tmp_path / "reference").glob("dpo-*.npz"))
+    for a, b in zip(in_step, cached):
+        assert a["loss"] == pytest.approx(b["loss"], abs=1e-5)
+        assert a["rewards/margins"] == pytest.approx(b["rewards/margins"], abs=1e-4)
+
+
+def test_config_typo_fails_naming_the_key_and_touches_nothing(runs):
+    run_dir, _ = runs["sft"]
+    before = _snapshot(run_dir)
+    with pytest.raises(ValueError, match=r"unknown config key --optim\.lrr; did you mean --optim\.lr"):
+        _run(run_dir, "sft", "--resume", "--optim.lrr=1e-5")
+    assert _snapshot(run_dir) == before
+
+
+def test_data_row_without_a_completion_fails_naming_the_row_and_touches_nothing(runs, tmp_path):
+    run_dir, _ = runs["sft"]
+    data = tmp_path / "sft.jsonl"
+    rows = [{"id": "a", "prompt": "P(Y=1)?", "completion": "0.5"}, {"id": "b", "prompt": "P(Y=0)?"}]
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    before = _snapshot(run_dir)
+    with pytest.raises(RowError, match=r"sft.jsonl: row 1: missing field 'completion'"):
+        _run(run_dir, "sft", "--resume", f"--data.source={data}")
+    assert _snapshot(run_dir) == before
+
+
+def test_fresh_run_refuses_a_run_dir_with_checkpoints(runs):
+    run_dir, _ = runs["kto"]
+    before = _snapshot(run_dir)
+    with pytest.raises(ValueError, match=r"already holds checkpoints \(latest: step 2\); pass --resume"):
+        _run(run_dir, "kto")
+    assert _snapshot(run_dir) == before
+
+
+def test_resume_with_another_model_shape_names_the_config_change(runs):
+    run_dir, _ = runs["sft"]
+    before = _snapshot(run_dir)
+    expected = (r"(?s)params\.embed\.value: checkpoint has shape \(1024, 32\) "
+                r".*the checkpoint's run had model\.arch\.embed_dim=32 \(this run: 48\)")
+    with pytest.raises(CheckpointMismatch, match=expected):
+        _run(run_dir, "sft", "--resume", "--model.arch.embed_dim=48")
+    assert _snapshot(run_dir) == before
+
+
+def test_cli_prints_bad_input_without_a_traceback(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "caujax.train", "--config", "configs/tiny.py", "--dpo.betta=0.2",
+                           f"--run_dir={tmp_path / 'run'}"], cwd=REPO, capture_output=True, text=True,
+                          env=dict(os.environ, JAX_PLATFORMS="cpu"))
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "caujax.train: error: unknown config key --dpo.betta; did you mean --dpo.beta?"
+    assert not (tmp_path / "run").exists()
+
+
+# --- the batch layout (data/batches.py), by hand ------------------------------------------------------------------
+def test_rows_align_the_loss_mask_with_log_probs():
+    from caujax.data.batches import pad_rows
+
+    batch = pad_rows([([5, 6, 7], [8, 9, 3])], seq_len=8, pad_id=0)
+    np.testing.assert_array_equal(batch["tokens_BT"], [[5, 6, 7, 8, 9, 3, 0, 0]])
+    np.testing.assert_array_equal(batch["mask_BT"], [[1, 1, 1, 1, 1, 1, 0, 0]])
+    # column t scores token t+1: columns 2..4 score the completion tokens 8, 9 and EOS
+    np.testing.assert_array_equal(batch["loss_mask_BT"], [[0, 0, 1, 1, 1, 0, 0, 0]])
+    cut = pad_rows([([1, 2, 3, 4, 5, 6], [7, 8, 9])], seq_len=5, pad_id=0)    # the prompt loses its start
+    np.testing.assert_array_equal(cut["tokens_BT"], [[5, 6, 7, 8, 9]])
+    np.testing.assert_array_equal(cut["loss_mask_BT"], [[0, 1, 1, 1, 0]])
+
+
+def test_dpo_and_kto_layouts():
+    from caujax.data.batches import dpo_batch, kto_batch
+
+    d = dpo_batch([([1], [2], [3]), ([4], [5], [6])], seq_len=3, pad_id=0)
+    np.testing.assert_array_equal(d["tokens_BT"][:, :2], [[1, 2], [4, 5], [1, 3], [4, 6]])   # [chosen; rejected]
+    rows = [([10], [11], True), ([20], [21], False), ([30], [31], True), ([40], [41], False)]
+    k = kto_batch(rows, seq_len=3, pad_id=0, kl_group=2)
+    np.testing.assert_array_equal(k["label_B"], [1, 0, 1, 0])
+    # prompt i with the completion of row i-1 within each group of 2 (TRL's rotate-by-one)
+    np.testing.assert_array_equal(k["kl_tokens_BT"][:, :2], [[10, 21], [20, 11], [30, 41], [40, 31]])
+
+
+def test_batches_resume_from_a_position():
+    from caujax.data.batches import Batches
+
+    rows = list(range(10))
+    first = Batches(rows, 3, seed=1, collate=np.array)
+    seen = [next(first) for _ in range(5)]                    # 3 batches per epoch: crosses into epoch 1
+    again = Batches(rows, 3, seed=1, collate=np.array, position={"epoch": 0, "batch": 2})
+    for expected in seen[2:]:
+        np.testing.assert_array_equal(next(again), expected)
+    assert len(set(np.concatenate(seen[:3]).tolist())) == 9   # an epoch draws without replacement (1 row left over)
+
+
+def test_kto_row_without_a_label_is_named(tmp_path):
+    from caujax.data.batches import read_examples
+
+    data = tmp_path / "kto.jsonl"
+    data.write_text(json.dumps({"prompt": "p", "completion": "c", "label": True}) + "\n"
+                    + json.dumps({"prompt": "p", "completion": "c"}) + "\n")
+    with pytest.raises(RowError, match=r"kto.jsonl: row 1: missing field 'label'"):
+        read_examples(data, "kto")
