@@ -97,3 +97,18 @@ def constrain(x, *axes):
     rules = spmd.get_logical_axis_rules() or TRAIN_RULES
     spec = logical_spec(axes, rules, x.shape, mesh)
     return jax.lax.with_sharding_constraint(x, spec)
+
+
+def put_global(array, sharding: NamedSharding) -> jax.Array:
+    """Host array -> global jax.Array. Each host holds the same full array and materialises only the shards of its
+    own devices: one code path for one CPU and a multi-host pod, where device_put cannot reach other hosts."""
+    array = np.asarray(array)
+    return jax.make_array_from_callback(array.shape, sharding, lambda idx: array[idx])
+
+
+def fetch_global(x) -> np.ndarray:
+    """Global (possibly multi-host) jax.Array -> full numpy copy on every host (all hosts must call it)."""
+    if isinstance(x, jax.Array) and not x.is_fully_addressable:
+        from jax.experimental import multihost_utils
+        return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+    return np.asarray(jax.device_get(x))

@@ -21,7 +21,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from caujax.config import OptimConfig
 from caujax.losses import kto
 from caujax.losses.common import Loss
-from caujax.sharding import TRAIN_RULES, logical_spec
+from caujax.sharding import TRAIN_RULES, logical_spec, put_global
 
 BATCH_AXES = ("data", "fsdp")     # mesh axes the batch rows are split over (the "batch" logical rule)
 # Metrics whose denominator is not the loss count (kto.kto_loss documents them); all others divide by the count.
@@ -92,6 +92,13 @@ def init_state(params: nnx.State, tx: optax.GradientTransformation, mesh: Mesh, 
 def batch_sharding(mesh: Mesh) -> NamedSharding:
     """Every batch field is split by rows over data x fsdp (a prefix sharding for the whole batch dict)."""
     return NamedSharding(mesh, PartitionSpec(BATCH_AXES))
+
+
+def place_batch(batch: dict, mesh: Mesh) -> dict[str, Array]:
+    """Host numpy batch -> global arrays split by rows over data x fsdp; every host builds the same global batch
+    (the iterator is deterministic) and places only its own shards (sharding.put_global)."""
+    sharding = batch_sharding(mesh)
+    return {k: put_global(v, sharding) for k, v in batch.items()}
 
 
 def split_micro_batches(batch: dict[str, Array], num_micro_batches: int, row_blocks: int = 1) -> dict[str, Array]:

@@ -28,8 +28,8 @@ from caujax.data.items import Item
 from caujax.losses import OBJECTIVES, dpo, kto
 from caujax.models import Decoder, load_pretrained, save_pretrained
 from caujax.sharding import make_mesh
-from caujax.step import (batch_sharding, init_state, kto_reference_point, learning_rate, make_optimizer,
-                         make_train_step, reference_table, tree_shardings)
+from caujax.step import (init_state, kto_reference_point, learning_rate, make_optimizer,
+                         make_train_step, place_batch, reference_table, tree_shardings)
 
 
 def _sft_examples(items: list[Item], seed: int) -> list[batches.SFTExample]:
@@ -272,7 +272,7 @@ def _loop(cfg, step_fn, state, ref_params, data, table, lr, mesh, manager, start
             if table is not None:
                 batch |= {k: v[step] for k, v in table.items()}
             tokens += int(batch["mask_BT"].sum())
-            batch = jax.device_put(batch, batch_sharding(mesh))
+            batch = place_batch(batch, mesh)
             with jax.transfer_guard("disallow"):      # nothing crosses host<->device inside the step by accident
                 state, metrics = step_fn(state, batch, ref_params)
             done = step + 1

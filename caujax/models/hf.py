@@ -18,6 +18,7 @@ from safetensors.numpy import save_file
 from caujax.models.config import FAMILY_FLAGS, ModelConfig, RopeScaling
 from caujax.models.decoder import Decoder
 from caujax.models.tensors import TensorSpec, hf_shape, tensor_table
+from caujax.sharding import fetch_global
 
 SUPPORTED = {"llama": "llama", "qwen2": "qwen2", "qwen3": "qwen3", "gemma3_text": "gemma3", "gemma3": "gemma3"}
 ARCHITECTURES = {"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM", "qwen3": "Qwen3ForCausalLM",
@@ -219,14 +220,20 @@ def _has_tokenizer(path: pathlib.Path) -> bool:
 def save_pretrained(model: Decoder, tokenizer, path, max_shard_bytes: int = 4 << 30) -> None:
     """Write config.json, safetensors (sharded with an index past max_shard_bytes) and the tokenizer."""
     path = pathlib.Path(path)
-    path.mkdir(parents=True, exist_ok=True)
     cfg = model.cfg
-    config_to_hf(cfg).save_pretrained(path)
     flat = dict(nnx.to_flat_state(nnx.state(model, nnx.Param)))
+    if jax.process_count() > 1:
+        # Every host must join the gathers; only the first one writes.
+        gathered = {k: fetch_global(v[...]) for k, v in flat.items()}
+        if jax.process_index() != 0:
+            return
+        flat = {k: nnx.Param(v) for k, v in gathered.items()}
+    path.mkdir(parents=True, exist_ok=True)
+    config_to_hf(cfg).save_pretrained(path)
     shards: list[dict[str, np.ndarray]] = [{}]
     size = 0
     for spec in tensor_table(cfg):
-        array = np.ascontiguousarray(spec.to_hf(np.asarray(jax.device_get(flat[spec.path][...]))))
+        array = np.ascontiguousarray(spec.to_hf(fetch_global(flat[spec.path][...])))
         if shards[-1] and size + array.nbytes > max_shard_bytes:
             shards.append({})
             size = 0
@@ -247,3 +254,4 @@ def save_pretrained(model: Decoder, tokenizer, path, max_shard_bytes: int = 4 <<
             json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}, indent=2))
     if tokenizer is not None:
         tokenizer.save_pretrained(path)
+

@@ -18,7 +18,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 
 from caujax.models.decoder import init_cache
 from caujax.sampling.methods import SamplingParams, next_tokens
-from caujax.sharding import SAMPLE_RULES, state_shardings, use_rules
+from caujax.sharding import SAMPLE_RULES, fetch_global, put_global, state_shardings, use_rules
 
 
 @jax.tree_util.register_dataclass
@@ -160,11 +160,12 @@ def sample_ids(model, prompts: list[list[int]], params: SamplingParams, *, eos_i
         out = _sample(graphdef, state, *args, jax.random.key(params.seed), **static)
     else:
         state = jax.device_put(state, state_shardings(state, mesh, SAMPLE_RULES))
-        args = jax.device_put(args, NamedSharding(mesh, PartitionSpec(("data", "fsdp"))))
+        rows = NamedSharding(mesh, PartitionSpec(("data", "fsdp")))
+        args = tuple(put_global(a, rows) for a in (tokens, mask))
         with jax.set_mesh(mesh), use_rules(SAMPLE_RULES):
             out = _sample(graphdef, state, *args, jax.random.key(params.seed), **static)
     keep = len(prompts) * params.n
-    return Samples(*(np.asarray(x)[:keep] for x in out))
+    return Samples(*(fetch_global(x)[:keep] for x in out))
 
 
 def sample(model, tokenizer, prompts: list[str], params: SamplingParams, add_special_tokens: bool | None = None,
