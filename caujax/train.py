@@ -26,6 +26,7 @@ from caujax.config import RunConfig, apply_overrides, load_preset, parse_overrid
 from caujax.data import batches
 from caujax.data.items import Item
 from caujax.losses import OBJECTIVES, dpo, kto
+from caujax.metrics_log import MetricsLog
 from caujax.models import Decoder, load_pretrained, save_pretrained
 from caujax.sharding import make_mesh
 from caujax.step import (init_state, kto_reference_point, learning_rate, make_optimizer,
@@ -239,7 +240,8 @@ def train(cfg: RunConfig, resume: bool = False) -> list[dict]:
     state, lines = _loop(cfg, step_fn, state, ref_params, data, table, lr, mesh, manager, start, config_json)
     manager.wait_until_finished()
     manager.close()
-    plot_loss(run_dir)
+    if jax.process_index() == 0:
+        plot_loss(run_dir)
     if cfg.export:
         export(nnx.merge(graphdef, state.params), tokenizer, run_dir / "hf", rows[0][0])
     return lines
@@ -259,14 +261,13 @@ def export(model, tokenizer, path: pathlib.Path, sample_ids: list[int]) -> None:
 
 
 def _loop(cfg, step_fn, state, ref_params, data, table, lr, mesh, manager, start, config_json):
-    """One jitted step per batch, metrics every log_every steps, checkpoints when due; (final state, lines)."""
+    """One jitted step per batch, metrics every log_every steps (metrics.jsonl, and TensorBoard when a writer
+    imports), checkpoints when due; (final state, lines)."""
     from tqdm import tqdm
 
-    metrics_path = pathlib.Path(cfg.run_dir) / "metrics.jsonl"
-    _truncate_metrics(metrics_path, start)
     lines, tokens, last_logged, t0 = [], 0, start, time.perf_counter()
-    with open(metrics_path, "a") as log, tqdm(total=cfg.steps, initial=start, desc=cfg.method, unit="step",
-                                                dynamic_ncols=True, file=sys.stderr) as bar:
+    with MetricsLog(cfg.run_dir, start) as log, tqdm(total=cfg.steps, initial=start, desc=cfg.method,
+                                                     unit="step", dynamic_ncols=True, file=sys.stderr) as bar:
         for step in range(start, cfg.steps):
             batch = next(data)
             if table is not None:
@@ -284,8 +285,7 @@ def _loop(cfg, step_fn, state, ref_params, data, table, lr, mesh, manager, start
                 elapsed = time.perf_counter() - t0
                 line = {"step": done, "lr": float(lr(step)), **metrics, "tokens": tokens,
                         "tokens_per_s": tokens / max(elapsed, 1e-9)}
-                log.write(json.dumps(line) + "\n")
-                log.flush()
+                log.write(line)
                 lines.append(line)
                 bar.set_postfix(loss=f"{metrics['loss']:.4f}", tok_s=f"{line['tokens_per_s']:.0f}")
                 tokens, last_logged, t0 = 0, done, time.perf_counter()
@@ -315,13 +315,6 @@ def _diff(saved, now, prefix: str) -> list[str]:
                 for d in _diff(saved.get(k), now.get(k), f"{prefix}.{k}")]
     now = list(now) if isinstance(now, tuple) else now
     return [] if saved == now else [f"{prefix}={saved!r} (this run: {now!r})"]
-
-
-def _truncate_metrics(path: pathlib.Path, start: int) -> None:
-    """A resumed run recomputes the steps after its checkpoint: drop the killed run's lines for them."""
-    if path.exists():
-        kept = [l for l in path.read_text().splitlines() if l.strip() and json.loads(l)["step"] <= start]
-        path.write_text("".join(l + "\n" for l in kept))
 
 
 def plot_loss(run_dir: pathlib.Path) -> None:
