@@ -130,24 +130,32 @@ def main(argv=None):
     ap.add_argument("--seq-len", type=int, default=512)
     ap.add_argument("--steps", type=int, default=6)
     ap.add_argument("--examples", type=int, default=64)
+    ap.add_argument("--repeats", type=int, default=2, help="alternating caujax/TRL runs; medians over all")
     args = ap.parse_args(argv)
 
     import torch
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
     examples, tokenizer = _texts(args.method, args.examples, 1024)
-    results = {}
+    results = {"caujax": ([], [], []), "trl": ([], [], [])}
     with tempfile.TemporaryDirectory() as tmp:
         _model(tmp, len(tokenizer))
-        for name, run in (("caujax", run_caujax), ("trl", run_trl)):
-            results[name] = run(args.method, tmp, tokenizer, examples, args.batch, args.seq_len, args.steps, 1e-5)
+        # Whole runs alternate (caujax, TRL, caujax, TRL, ...), so load on the machine hits both alike.
+        for _ in range(args.repeats):
+            for name, run in (("caujax", run_caujax), ("trl", run_trl)):
+                out = run(args.method, tmp, tokenizer, examples, args.batch, args.seq_len, args.steps, 1e-5)
+                for acc, new in zip(results[name], out):
+                    acc.extend(new)
     print(f"\n{args.method}: batch {args.batch} ({'pairs' if args.method == 'dpo' else 'rows'}), seq_len "
-          f"{args.seq_len}, {args.steps} timed steps after one warm-up step, float32 on {_device()}\n")
+          f"{args.seq_len}, {args.repeats} alternating runs x {args.steps} timed steps after one warm-up step, "
+          f"float32 on {_device()}\n")
     print("| framework | first loss | median s/step | real tokens/step | real tokens/s |\n|---|---|---|---|---|")
     for name, (times, tokens, losses) in results.items():
         med = statistics.median(times)
         print(f"| {name} | {losses[0]:.4f} | {med:.3f} | {statistics.mean(tokens):.0f} | "
               f"{statistics.mean(tokens) / med:.0f} |")
+    rate = {name: statistics.mean(r[1]) / statistics.median(r[0]) for name, r in results.items()}
+    print(f"\nratio caujax / TRL (real tokens/s): {rate['caujax'] / rate['trl']:.2f}x")
 
 
 def _device() -> str:

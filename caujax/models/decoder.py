@@ -35,6 +35,18 @@ def _param(rngs: nnx.Rngs, shape, axes, init="normal", dtype="float32") -> nnx.P
     return nnx.Param(value.astype(dtype), out_sharding=axes)
 
 
+def dense(x, w, contract: int = 1):
+    """Contract the last `contract` axes of x with the first `contract` axes of w, as one 2-D matmul.
+
+    Same math as the einsum, but XLA:CPU sends a plain [rows, k] @ [k, cols] product (and its gradients) to its fast
+    GEMM, while a contraction over batch-like axes (the weight gradient of "BTD,DF->BTF" sums over B and T) takes a
+    slower path: 2x on the MLP's forward+backward on CPU. Sharding is unaffected: merged axes keep their leading
+    axis's sharding."""
+    lead, k = x.shape[: x.ndim - contract], math.prod(x.shape[x.ndim - contract:])
+    y = x.reshape(-1, k) @ w.reshape(k, -1)
+    return y.reshape(*lead, *w.shape[contract:])
+
+
 class RMSNorm(nnx.Module):
     """RMSNorm in float32; Gemma stores w centred on 0 and scales by (1 + w)."""
 
@@ -99,8 +111,8 @@ class Attention(nnx.Module):
 
     def __call__(self, x_BTD, positions_BT, mask_BT, cache: dict | None, prefill: bool = False):
         cfg, dt = self.cfg, x_BTD.dtype
-        proj = lambda w, spec: jnp.einsum(spec, x_BTD, w[...].astype(dt))
-        q_BTNH, k_BTKH, v_BTKH = proj(self.q, "BTD,DNH->BTNH"), proj(self.k, "BTD,DKH->BTKH"), proj(self.v, "BTD,DKH->BTKH")
+        proj = lambda w: dense(x_BTD, w[...].astype(dt))
+        q_BTNH, k_BTKH, v_BTKH = proj(self.q), proj(self.k), proj(self.v)
         if cfg.qkv_bias:
             q_BTNH += self.q_bias[...].astype(dt)[None, None]
             k_BTKH += self.k_bias[...].astype(dt)[None, None]
@@ -135,7 +147,7 @@ class Attention(nnx.Module):
         s_BKGTS = jnp.where(visible_BTS[:, None, None], s_BKGTS, _NEG)
         p_BKGTS = jax.nn.softmax(s_BKGTS, axis=-1).astype(dt)
         out_BTNH = jnp.einsum("BKGTS,BSKH->BTKGH", p_BKGTS, vals_BSKH).reshape(B, T, N, H)
-        out_BTD = jnp.einsum("BTNH,NHD->BTD", out_BTNH, self.o[...].astype(dt))
+        out_BTD = dense(out_BTNH, self.o[...].astype(dt), contract=2)
         return out_BTD, (None if cache is None else _write_cache(cache, k_BTKH, v_BTKH, positions_BT, mask_BT))
 
 
@@ -163,9 +175,9 @@ class MLP(nnx.Module):
 
     def __call__(self, x_BTD):
         dt = x_BTD.dtype
-        gate_BTF = jnp.einsum("BTD,DF->BTF", x_BTD, self.gate[...].astype(dt))
-        up_BTF = jnp.einsum("BTD,DF->BTF", x_BTD, self.up[...].astype(dt))
-        return jnp.einsum("BTF,FD->BTD", self.act(gate_BTF) * up_BTF, self.down[...].astype(dt))
+        gate_BTF = dense(x_BTD, self.gate[...].astype(dt))
+        up_BTF = dense(x_BTD, self.up[...].astype(dt))
+        return dense(self.act(gate_BTF) * up_BTF, self.down[...].astype(dt))
 
 
 class Block(nnx.Module):
