@@ -69,7 +69,7 @@ def main(argv=None):
     ap.add_argument("--max-new-tokens", type=int, default=256)
     ap.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (the paper samples at 0.6)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--steps", type=int, default=8, help="SFT steps (each about a minute on 2 CPU cores)")
+    ap.add_argument("--steps", type=int, default=8, help="SFT steps (each about half a minute on 2 CPU cores)")
     ap.add_argument("--skip-train", action="store_true", help="only answer the question once")
     args = ap.parse_args(argv)
 
