@@ -53,7 +53,7 @@ def run_caujax(method, path, tokenizer, examples, batch, seq_len, steps, lr):
     from caujax.losses import OBJECTIVES, dpo, sft
     from caujax.models import load_pretrained
     from caujax.sharding import make_mesh
-    from caujax.step import batch_sharding, init_state, make_optimizer, make_train_step
+    from caujax.step import init_state, make_optimizer, make_train_step, place_batch
 
     spec = train.METHODS[method]
     rows = spec.encode(tokenizer, examples)
@@ -72,7 +72,7 @@ def run_caujax(method, path, tokenizer, examples, batch, seq_len, steps, lr):
     for i in range(steps + 1):                # step 0 compiles
         b = next(data)
         t0 = time.perf_counter()
-        state, metrics = step_fn(state, jax.device_put(b, batch_sharding(mesh)), ref)
+        state, metrics = step_fn(state, place_batch(b, mesh), ref)
         losses.append(float(metrics["loss"]))
         if i:
             times.append(time.perf_counter() - t0)

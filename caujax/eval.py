@@ -95,7 +95,7 @@ def main(argv=None) -> dict[str, dict]:
 
     from caujax.models import load_pretrained
     from caujax.sampling import SamplingParams
-    from caujax.sampling.sampler import _sample
+    from caujax.sampling.sampler import compilations
     from caujax.sharding import make_mesh
 
     params = SamplingParams(n=args.n, temperature=args.temperature, top_p=args.top_p, top_k=args.top_k,
@@ -107,7 +107,7 @@ def main(argv=None) -> dict[str, dict]:
     out.mkdir(parents=True, exist_ok=True)
     (out / "eval_config.json").write_text(json.dumps(vars(args), indent=2))
 
-    compiles_before = _sample._cache_size()
+    compiles_before = compilations()
     report = {}
     for name, items in sets.items():
         items = items[: args.limit] if args.limit else items
@@ -118,7 +118,7 @@ def main(argv=None) -> dict[str, dict]:
         print("\n" + format_scores(title, rows))
         (out / f"{name}.scores.json").write_text(json.dumps(rows, indent=2))
         plot_scores(title, rows, out / f"{name}.png")
-    compiles = _sample._cache_size() - compiles_before
+    compiles = compilations() - compiles_before
     print(f"\nsampler compilations: {compiles}; outputs in {out}")
     (out / "summary.json").write_text(json.dumps({"scores": report, "sampler_compilations": compiles}, indent=2))
     return report

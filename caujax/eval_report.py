@@ -5,7 +5,7 @@ import json
 import pathlib
 
 from caujax import scoring
-from caujax.data.baselines import baseline_table
+from caujax.data.baselines import accuracy_by_type, baseline_table
 from caujax.data.items import TYPES, Item
 
 
@@ -36,15 +36,8 @@ def read_generations(path: pathlib.Path) -> dict[str, dict]:
 
 def sample_accuracy(items: list[Item], generations: dict[str, dict], rule: scoring.Rule) -> dict[str, float]:
     """Per type: correct samples / samples (the paper's avg@k); "all" is the micro average over every sample."""
-    right: dict[str, int] = {}
-    count: dict[str, int] = {}
-    for item in items:
-        for response in generations[item.id]["all_generated_answers"]:
-            ok = scoring.score(response, item.answer, rule)
-            for key in (item.type, "all"):
-                right[key] = right.get(key, 0) + ok
-                count[key] = count.get(key, 0) + 1
-    return {k: right[k] / count[k] for k in (*TYPES, "all") if k in count}
+    pairs = [(item, r) for item in items for r in generations[item.id]["all_generated_answers"]]
+    return accuracy_by_type([item for item, _ in pairs], [r for _, r in pairs], rule)
 
 
 def set_scores(items: list[Item], generations: dict[str, dict], label: str = "model") -> dict[str, dict[str, float]]:

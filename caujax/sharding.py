@@ -28,6 +28,22 @@ SAMPLE_RULES = (
 )
 
 
+BATCH_AXES = ("data", "fsdp")     # mesh axes that batch rows are split over (the "batch" rule)
+
+
+def batch_sharding(mesh: Mesh) -> NamedSharding:
+    """Every batch field is split by rows over data x fsdp (a prefix sharding, so it fits any rank)."""
+    return NamedSharding(mesh, PartitionSpec(BATCH_AXES))
+
+
+def variable_sharder(mesh: Mesh | None, rules=None):
+    """For the checkpoint loaders: Variable -> its NamedSharding on `mesh` (TRAIN_RULES by default), or None
+    when there is no mesh and tensors stay on the default device."""
+    if mesh is None:
+        return None
+    return lambda var: state_shardings(var, mesh, rules or TRAIN_RULES)
+
+
 def make_mesh(data: int = 1, fsdp: int = 1, tensor: int = 1, devices=None) -> Mesh:
     """A ("data", "fsdp", "tensor") mesh with Auto axes (jax's default Explicit axes break sharding constraints).
     One of the sizes may be -1: it takes the devices the others leave."""

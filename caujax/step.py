@@ -21,9 +21,8 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from caujax.config import OptimConfig
 from caujax.losses import kto
 from caujax.losses.common import Loss
-from caujax.sharding import TRAIN_RULES, logical_spec, put_global
+from caujax.sharding import BATCH_AXES, TRAIN_RULES, batch_sharding, logical_spec, put_global
 
-BATCH_AXES = ("data", "fsdp")     # mesh axes the batch rows are split over (the "batch" logical rule)
 # Metrics whose denominator is not the loss count (kto.kto_loss documents them); all others divide by the count.
 DENOMINATORS = {"rewards/chosen": "n_desirable", "logps/chosen": "n_desirable",
                 "rewards/rejected": "n_undesirable", "logps/rejected": "n_undesirable"}
@@ -87,11 +86,6 @@ def init_state(params: nnx.State, tx: optax.GradientTransformation, mesh: Mesh, 
     make = jax.jit(lambda p: TrainState(jnp.zeros((), jnp.int32), p, tx.init(p), jax.random.PRNGKey(seed)),
                    in_shardings=(sharding.params,), out_shardings=sharding)
     return make(params), sharding
-
-
-def batch_sharding(mesh: Mesh) -> NamedSharding:
-    """Every batch field is split by rows over data x fsdp (a prefix sharding for the whole batch dict)."""
-    return NamedSharding(mesh, PartitionSpec(BATCH_AXES))
 
 
 def place_batch(batch: dict, mesh: Mesh) -> dict[str, Array]:

@@ -114,7 +114,7 @@ def test_sampling_frequencies_match_target_distribution(temperature, top_k, top_
 
 
 def test_mesh_sampling_equals_one_device_and_seed_does_not_recompile():
-    from caujax.sampling.sampler import _sample
+    from caujax.sampling.sampler import compilations
     from caujax.sharding import make_mesh
 
     model = Decoder(ModelConfig.tiny("gemma3"), rngs=nnx.Rngs(2))
@@ -123,10 +123,10 @@ def test_mesh_sampling_equals_one_device_and_seed_does_not_recompile():
     many, logp_many, *_ = sample_ids(model, PROMPTS, greedy, mesh=make_mesh(2, 2, 2))
     np.testing.assert_array_equal(one, many)
     np.testing.assert_allclose(logp_one, logp_many, atol=1e-5)
-    before = _sample._cache_size()
+    before = compilations()
     for seed in (11, 12, 13):
         sample_ids(model, PROMPTS, SamplingParams(n=2, temperature=0.6, top_p=0.95, max_new_tokens=NEW, seed=seed))
-    assert _sample._cache_size() == before + 1          # one program for the bucket, whatever the seed
+    assert compilations() == before + 1          # one program for the bucket, whatever the seed
 
 
 def test_cache_that_cannot_fit_is_refused_up_front():

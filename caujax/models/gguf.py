@@ -15,6 +15,7 @@ import numpy as np
 from caujax.models.config import ModelConfig, RopeScaling
 from caujax.models.hf import CheckpointError, config_from_hf, load_weights
 from caujax.models.tensors import tensor_table
+from caujax.sharding import variable_sharder
 
 # general.architecture -> transformers model_type.
 SUPPORTED_ARCHS = {"gemma3": "gemma3_text", "llama": "llama", "qwen2": "qwen2", "qwen3": "qwen3"}
@@ -106,10 +107,7 @@ def load_gguf(path, dtype: str | None = None, mesh=None, rules=None):
     f = _open(pathlib.Path(path))
     cfg = _config_from_gguf(f, dtype)
     index = _tensor_index(f, cfg)
-    shardings = None
-    if mesh is not None:
-        from caujax.sharding import TRAIN_RULES, state_shardings
-        shardings = lambda var: state_shardings(var, mesh, rules or TRAIN_RULES)
+    shardings = variable_sharder(mesh, rules)
     model = load_weights(cfg, lambda name: _dequantize(f, index[name], name, cfg), set(index), f.source, shardings)
     return model, _tokenizer_from_gguf(f)
 

@@ -18,7 +18,7 @@ from safetensors.numpy import save_file
 from caujax.models.config import FAMILY_FLAGS, ModelConfig, RopeScaling
 from caujax.models.decoder import Decoder
 from caujax.models.tensors import TensorSpec, hf_shape, tensor_table
-from caujax.sharding import fetch_global
+from caujax.sharding import fetch_global, variable_sharder
 
 SUPPORTED = {"llama": "llama", "qwen2": "qwen2", "qwen3": "qwen3", "gemma3_text": "gemma3", "gemma3": "gemma3"}
 ARCHITECTURES = {"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM", "qwen3": "Qwen3ForCausalLM",
@@ -204,11 +204,7 @@ def load_hf_dir(path, dtype: str | None = None, mesh=None, rules=None):
             handles[f] = safe_open(f, "numpy")
         return handles[f].get_tensor(name)
 
-    shardings = None
-    if mesh is not None:
-        from caujax.sharding import TRAIN_RULES, state_shardings
-        shardings = lambda var: state_shardings(var, mesh, rules or TRAIN_RULES)
-    model = load_weights(cfg, fetch, set(index), str(path), shardings)
+    model = load_weights(cfg, fetch, set(index), str(path), variable_sharder(mesh, rules))
     tokenizer = transformers.AutoTokenizer.from_pretrained(path) if _has_tokenizer(path) else None
     return model, tokenizer
 

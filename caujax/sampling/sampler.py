@@ -14,11 +14,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
-from jax.sharding import NamedSharding, PartitionSpec
 
 from caujax.models.decoder import init_cache
 from caujax.sampling.methods import SamplingParams, next_tokens
-from caujax.sharding import SAMPLE_RULES, fetch_global, put_global, state_shardings, use_rules
+from caujax.sharding import SAMPLE_RULES, batch_sharding, fetch_global, put_global, state_shardings, use_rules
 
 
 @jax.tree_util.register_dataclass
@@ -103,6 +102,11 @@ def _sample(graphdef, state, prompt_BP, mask_BP, rng, *, params: SamplingParams,
     return final.tokens_RM, final.logp_RM, final.lengths_R, final.done_R
 
 
+def compilations() -> int:
+    """Programs compiled so far for the sampler (one per batch bucket x length bucket x sampling settings)."""
+    return _sample._cache_size()
+
+
 def cache_bytes(cfg, rows: int, cache_len: int) -> int:
     """Bytes of the KV cache for `rows` sequences: global layers hold cache_len slots, local layers their window."""
     itemsize = jnp.dtype(cfg.compute_dtype).itemsize
@@ -160,8 +164,7 @@ def sample_ids(model, prompts: list[list[int]], params: SamplingParams, *, eos_i
         out = _sample(graphdef, state, *args, jax.random.key(params.seed), **static)
     else:
         state = jax.device_put(state, state_shardings(state, mesh, SAMPLE_RULES))
-        rows = NamedSharding(mesh, PartitionSpec(("data", "fsdp")))
-        args = tuple(put_global(a, rows) for a in (tokens, mask))
+        args = tuple(put_global(a, batch_sharding(mesh)) for a in (tokens, mask))
         with jax.set_mesh(mesh), use_rules(SAMPLE_RULES):
             out = _sample(graphdef, state, *args, jax.random.key(params.seed), **static)
     keep = len(prompts) * params.n
