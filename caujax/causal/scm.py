@@ -77,22 +77,11 @@ class CausalGraph:
 
     def descendants(self, n: str) -> set[str]:
         """Strict descendants (n itself excluded)."""
-        seen, stack = set(), list(self._children[n])
-        while stack:
-            m = stack.pop()
-            if m not in seen:
-                seen.add(m)
-                stack.extend(self._children[m])
-        return seen
+        return _reach(n, self._children)
 
     def ancestors(self, n: str) -> set[str]:
-        seen, stack = set(), list(self._parents[n])
-        while stack:
-            m = stack.pop()
-            if m not in seen:
-                seen.add(m)
-                stack.extend(self._parents[m])
-        return seen
+        """Strict ancestors (n itself excluded)."""
+        return _reach(n, self._parents)
 
     def directed_paths(self, x: str, y: str) -> list[list[str]]:
         """All directed paths x -> ... -> y, depth first, children visited in the order `edges` lists them."""
@@ -245,3 +234,14 @@ class BinarySCM:
 def _marginal(joint: np.ndarray, nodes, fixed: dict) -> float:
     sl = tuple(fixed[n] if n in fixed else slice(None) for n in nodes)
     return float(joint[sl].sum())
+
+
+def _reach(n: str, edges: dict) -> set[str]:
+    """Every node reachable from n along `edges` (children or parents), n itself excluded."""
+    seen, stack = set(), list(edges[n])
+    while stack:
+        m = stack.pop()
+        if m not in seen:
+            seen.add(m)
+            stack.extend(edges[m])
+    return seen

@@ -143,7 +143,7 @@ def _tensor_index(path: pathlib.Path) -> dict[str, pathlib.Path]:
     return out
 
 
-def _prefix(names, family: str) -> str:
+def _prefix(names) -> str:
     """Gemma 3 multimodal checkpoints nest the text decoder under model.language_model."""
     for prefix in ("model.", "model.language_model.", "language_model.model."):
         if f"{prefix}embed_tokens.weight" in names:
@@ -154,7 +154,7 @@ def _prefix(names, family: str) -> str:
 def load_weights(model_cfg: ModelConfig, fetch, names, source: str, shardings=None):
     """Build a Decoder from a tensor source: `fetch(name) -> np.ndarray` in HF layout, `names` all it holds.
     Every table entry must be present with its HF shape; nothing the table does not know may be left over."""
-    specs = tensor_table(model_cfg, _prefix(names, model_cfg.family))
+    specs = tensor_table(model_cfg, _prefix(names))
     wanted = {s.hf_name for s in specs}
     missing = [n for n in wanted if n not in names]
     if missing:
