@@ -19,15 +19,12 @@ import numpy as np
 
 def _texts(method: str, n: int, tokenizer_vocab: int):
     """(examples, tokenizer): generated problems as SFT examples or DPO pairs, and a SentencePiece tokenizer."""
-    from caujax.config import DataConfig, ModelSource, RunConfig
     from caujax.data import batches
-    from caujax.models import ModelConfig
-    from caujax.train import _texts as texts_of, load_examples
+    from caujax.data.examples import load_examples, texts
+    from caujax.methods import METHODS
 
-    cfg = RunConfig(method=method, model=ModelSource(arch=ModelConfig.tiny("llama", vocab_size=tokenizer_vocab)),
-                    steps=1, data=DataConfig(num_examples=n))
-    examples = load_examples(cfg)
-    return examples, batches.train_tokenizer(texts_of(examples), tokenizer_vocab)
+    examples = load_examples("generated", n, 0, method, METHODS[method].examples)
+    return examples, batches.train_tokenizer(texts(examples), tokenizer_vocab)
 
 
 def _model(path, vocab: int):
@@ -47,16 +44,18 @@ def run_caujax(method, path, tokenizer, examples, batch, seq_len, steps, lr):
     import jax
     from flax import nnx
 
-    from caujax import train
     from caujax.config import OptimConfig
     from caujax.data import batches
-    from caujax.losses import OBJECTIVES, dpo, sft
+    from caujax.data import examples as ex
+    from caujax.losses import dpo, sft
+    from caujax.methods import METHODS
     from caujax.models import load_pretrained
     from caujax.sharding import make_mesh
     from caujax.step import init_state, make_optimizer, make_train_step, place_batch
 
-    spec = train.METHODS[method]
-    rows = spec.encode(tokenizer, examples)
+    spec = METHODS[method]
+    rows = getattr(ex, f"encode_{method}")(tokenizer, examples)
+    collate = getattr(ex, f"collate_{method}")
     model, _ = load_pretrained(path)
     graphdef, params = nnx.split(model)
     mesh = make_mesh(devices=jax.devices()[:1])
@@ -64,10 +63,10 @@ def run_caujax(method, path, tokenizer, examples, batch, seq_len, steps, lr):
     ref = jax.tree.map(lambda x: x.copy(), params) if spec.reference else None
     state, sharding = init_state(params, tx, mesh, seed=0)
     loss_params = sft.SFTParams() if method == "sft" else dpo.DPOParams()
-    step_fn = make_train_step(functools.partial(OBJECTIVES[method], params=loss_params), tx, graphdef=graphdef,
+    step_fn = make_train_step(functools.partial(spec.objective, params=loss_params), tx, graphdef=graphdef,
                               state_sharding=sharding, mesh=mesh, reference=spec.reference,
                               row_blocks=spec.row_blocks)
-    data = batches.Batches(rows, batch, 0, lambda r: spec.collate(r, seq_len, tokenizer.pad_token_id, batch))
+    data = batches.Batches(rows, batch, 0, lambda r: collate(r, seq_len, tokenizer.pad_token_id, batch))
     times, tokens, losses = [], [], []
     for i in range(steps + 1):                # step 0 compiles
         b = next(data)

@@ -13,6 +13,7 @@ import jax
 import orbax.checkpoint as ocp
 
 from caujax.config import CheckpointConfig
+from caujax.models.layout import check_layer_layout, path_parts
 
 
 class CheckpointMismatch(ValueError):
@@ -62,10 +63,21 @@ def restore(manager: ocp.CheckpointManager, step: int, abstract_state, shardings
     return restored.state, restored.data, restored.config
 
 
+def saved_config(manager: ocp.CheckpointManager, step: int) -> dict:
+    """The RunConfig (as JSON data) that checkpoint `step` was written with."""
+    return manager.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore())).config
+
+
 def check_compatible(manager: ocp.CheckpointManager, step: int, abstract_state) -> None:
-    """Compare the saved array metadata with the abstract state, before any bytes are read."""
+    """Compare the saved array metadata with the abstract state, before any bytes are read. A checkpoint from before
+    scan-over-layers (per-layer parameters) is refused with a message saying what changed and how to proceed."""
+    metadata = manager.item_metadata(step)["state"]
+    try:
+        check_layer_layout(metadata)
+    except ValueError as e:
+        raise CheckpointMismatch(f"checkpoint {manager.directory}/{step}: {e}") from None
     saved = {_name(path): (tuple(m.shape), str(m.dtype))
-             for path, m in jax.tree_util.tree_leaves_with_path(manager.item_metadata(step)["state"])}
+             for path, m in jax.tree_util.tree_leaves_with_path(metadata)}
     wanted = {_name(path): (tuple(a.shape), str(a.dtype))
               for path, a in jax.tree_util.tree_leaves_with_path(abstract_state)}
     problems = [(0, name, f"{name}: in the checkpoint, not in the model") for name in saved.keys() - wanted.keys()]
@@ -84,13 +96,5 @@ def check_compatible(manager: ocp.CheckpointManager, step: int, abstract_state) 
 
 
 def _name(path) -> str:
-    """"params.layers.0.attn.q.value": the dotted key path, the same on both sides of the comparison."""
-    parts = []
-    for key in path:
-        for attr in ("key", "idx", "name"):
-            if hasattr(key, attr):
-                parts.append(str(getattr(key, attr)))
-                break
-        else:
-            parts.append(str(key))
-    return ".".join(parts)
+    """"params.layers.attn.q.value": the dotted key path, the same on both sides of the comparison."""
+    return ".".join(path_parts(path))

@@ -10,13 +10,10 @@ import types
 import typing
 from typing import Literal
 
-from caujax.losses.dpo import DPOParams
-from caujax.losses.kto import KTOParams
-from caujax.losses.sft import SFTParams
-from caujax.models.config import ModelConfig
+from caujax.methods import METHODS
+from caujax.models.config import DType, ModelConfig
 
-Method = Literal["sft", "dpo", "kto"]
-DType = Literal["float32", "bfloat16"]
+Method = Literal[tuple(METHODS)]        # the method names, from the method table
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,19 +127,16 @@ class CheckpointConfig:
 
 
 @dataclasses.dataclass(frozen=True)
-class RunConfig:
-    """One training run. Loss hyperparameters keep the losses' own classes, whose docstrings name the symbols."""
+class _RunFields:
+    """The fields every run has; RunConfig adds one section per method of the method table."""
 
-    method: Method                      # the objective: sft (token NLL), dpo (Rafailov eq. 7), kto (Ethayarajh eq. 7)
+    method: Method                      # the objective, a row of caujax/methods.py (sft, dpo, kto, ...)
     model: ModelSource                  # π_θ at step 0, which is also π_ref
     steps: int                          # optimizer steps of the run (each sees batch_size rows/pairs)
     run_dir: str = "runs/default"       # config.json, metrics.jsonl, checkpoints/, loss.png, hf/
     data: DataConfig = DataConfig()     # the training text and how it is batched
     optim: OptimConfig = OptimConfig()  # η schedule, AdamW, clipping
-    sft: SFTParams = SFTParams()        # loss_type nll | dft
-    dpo: DPOParams = DPOParams()        # β, loss_type, label smoothing ε
-    kto: KTOParams = KTOParams()        # β, λ_D, λ_U
-    reference: ReferenceConfig = ReferenceConfig()   # how log π_ref is obtained (DPO, KTO)
+    reference: ReferenceConfig = ReferenceConfig()   # how log π_ref is obtained (methods with a reference)
     mesh: MeshConfig = MeshConfig()     # data x fsdp x tensor
     checkpoint: CheckpointConfig = CheckpointConfig()   # how often, how many, async
     seed: int = 0                       # the train state's RNG
@@ -150,10 +144,20 @@ class RunConfig:
     export: bool = True                 # write the trained model as a Hugging Face directory at the end
 
     def __post_init__(self):
-        if self.method not in typing.get_args(Method):
-            raise ValueError(f"method={self.method!r}; expected one of {typing.get_args(Method)}")
+        if self.method not in METHODS:
+            raise ValueError(f"method={self.method!r}; expected one of {tuple(METHODS)}")
         if self.steps <= 0 or self.log_every <= 0:
             raise ValueError(f"steps and log_every must be > 0, got {self.steps} and {self.log_every}")
+
+
+# One training run: the common fields, then a section per method named after it and typed by the row's params
+# class (`sft: SFTParams`, `dpo: DPOParams`, ...), whose docstrings name the loss symbols. Only the section of
+# `method` is read; the others keep their defaults.
+RunConfig = dataclasses.make_dataclass(
+    "RunConfig", [(name, row.params, dataclasses.field(default_factory=row.params)) for name, row in METHODS.items()],
+    bases=(_RunFields,), frozen=True,
+    namespace={"__doc__": "One training run: " + ", ".join(f"{n} ({r.summary})" for n, r in METHODS.items()),
+               "__module__": __name__})
 
 
 # --- presets and dotted overrides ---------------------------------------------------------------------------------

@@ -28,13 +28,10 @@ def _pick_item(set_name: str, index: int | None, seed: int):
     try:
         items = load_caugym(set_name, os.environ.get("CAUGYM_DIR") or _beside_repo("caugym"))
     except (FileNotFoundError, OSError, ValueError) as err:
-        from caujax.causal import generate
-        from caujax.data.items import Item
+        from caujax.data.examples import generated_items
 
         print(f"(CauGym data not found: {err}; using a generated problem instead)")
-        row = generate(1, seed)[0]
-        return Item(id="generated-0", problem=row["problem"], answer=row["answer"], reason=row["Reason"],
-                    type=row["Type"], set_name="generated")
+        return generated_items(1, seed)[0]
     if index is None:      # a short item keeps the CPU prefill quick
         index = min(range(len(items)), key=lambda i: len(items[i].problem))
     return items[index]

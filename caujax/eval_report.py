@@ -5,8 +5,9 @@ import json
 import pathlib
 
 from caujax import scoring
+from caujax.causal.answer import TYPES
 from caujax.data.baselines import accuracy_by_type, baseline_table
-from caujax.data.items import TYPES, Item
+from caujax.data.items import Item
 
 
 def read_generations(path: pathlib.Path) -> dict[str, dict]:

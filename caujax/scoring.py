@@ -27,9 +27,10 @@ import math
 import re
 from typing import Literal, NamedTuple
 
+from caujax.causal.answer import LACK_CONDITION
+
 Rule = Literal["paper", "strict"]
 RULES: tuple[Rule, ...] = ("paper", "strict")
-LACK_CONDITION = "LACK_CONDITION"
 TOLERANCE = 0.0005          # the paper's |pred - gt| < 0.0005
 THINK_END = "</think>"
 # RL reward: 1 for a strictly correct answer, FORMAT_REWARD for a wrong but well-formed final answer (a PROB JSON

@@ -18,13 +18,13 @@ AXES = ("data", "fsdp", "tensor")
 
 TRAIN_RULES = (
     ("batch", ("data", "fsdp")), ("embed", "fsdp"), ("heads", "tensor"), ("kv_heads", "tensor"),
-    ("mlp", "tensor"), ("vocab", "tensor"), ("head_dim", None), ("seq", None), ("norm", None),
+    ("mlp", "tensor"), ("vocab", "tensor"), ("head_dim", None), ("seq", None), ("norm", None), ("layers", None),
 )
 # Sampling keeps whole weights on each data shard (no fsdp gather per decoded token): batch and KV cache over
 # data/fsdp, heads over tensor (Tunix/Flax get_default_sharding(is_sampling=True) make the same split).
 SAMPLE_RULES = (
     ("batch", ("data", "fsdp")), ("embed", None), ("heads", "tensor"), ("kv_heads", "tensor"),
-    ("mlp", "tensor"), ("vocab", "tensor"), ("head_dim", None), ("seq", None), ("norm", None),
+    ("mlp", "tensor"), ("vocab", "tensor"), ("head_dim", None), ("seq", None), ("norm", None), ("layers", None),
 )
 
 
@@ -36,12 +36,17 @@ def batch_sharding(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, PartitionSpec(BATCH_AXES))
 
 
+def batch_ways(mesh: Mesh | None) -> int:
+    """How many ways batch rows are split: the data x fsdp device count (1 without a mesh)."""
+    return 1 if mesh is None else math.prod(mesh.shape[a] for a in BATCH_AXES)
+
+
 def variable_sharder(mesh: Mesh | None, rules=None):
     """For the checkpoint loaders: Variable -> its NamedSharding on `mesh` (TRAIN_RULES by default), or None
     when there is no mesh and tensors stay on the default device."""
     if mesh is None:
         return None
-    return lambda var: state_shardings(var, mesh, rules or TRAIN_RULES)
+    return lambda var: variable_sharding(var, mesh, rules or TRAIN_RULES)
 
 
 def make_mesh(data: int = 1, fsdp: int = 1, tensor: int = 1, devices=None) -> Mesh:
@@ -79,19 +84,27 @@ def logical_spec(axes, rules, shape=None, mesh: Mesh | None = None) -> Partition
     return PartitionSpec(*out)
 
 
-def state_shardings(state, mesh: Mesh, rules):
-    """NamedSharding for every variable of an nnx.State (abstract or concrete), from its out_sharding names."""
-    def one(v):
-        axes = v.get_metadata().get("out_sharding")
-        return NamedSharding(mesh, logical_spec(axes, rules, v.shape, mesh))
-    return jax.tree.map(one, state, is_leaf=lambda x: isinstance(x, nnx.Variable))
+def variable_sharding(var: nnx.Variable, mesh: Mesh, rules=TRAIN_RULES) -> NamedSharding:
+    """The NamedSharding of one Variable (abstract or concrete), from its logical `out_sharding` names."""
+    return NamedSharding(mesh, logical_spec(var.get_metadata().get("out_sharding"), rules, var.shape, mesh))
+
+
+def tree_shardings(tree, mesh: Mesh, rules=TRAIN_RULES):
+    """A NamedSharding for every leaf of a tree of nnx Variables and arrays (an nnx.State, optimizer state, a
+    TrainState): Variables by their logical names (optax's moments keep the Param metadata), anything else
+    replicated. The result has the tree's own structure, so it serves jax.jit's in/out_shardings, jax.device_put
+    and orbax's restore targets alike."""
+    def one(x):
+        if isinstance(x, nnx.Variable):
+            return x.replace(variable_sharding(x, mesh, rules))
+        return NamedSharding(mesh, PartitionSpec())
+    return jax.tree.map(one, tree, is_leaf=lambda x: isinstance(x, nnx.Variable))
 
 
 def shard_model(model, mesh: Mesh, rules=TRAIN_RULES):
     """Place every parameter of `model` on `mesh` by its logical names (in place); returns the model."""
     graphdef, state = nnx.split(model)
-    shardings = state_shardings(state, mesh, rules)
-    values = jax.tree.map(lambda v, s: jax.device_put(v[...], s), state, shardings,
+    values = jax.tree.map(lambda v: jax.device_put(v[...], variable_sharding(v, mesh, rules)), state,
                           is_leaf=lambda x: isinstance(x, nnx.Variable))
     nnx.update(model, values)
     return model

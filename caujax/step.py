@@ -2,13 +2,16 @@
 
 Skip this on first read: `make_train_step(objective, tx, ...)(state, batch, ref_params) -> (state, metrics)` is all
 train.py needs. The rest is how it stays exact (sums, not means, across micro-batches) and sharded (explicit
-in/out shardings from the parameters' logical names).
+in/out shardings from the parameters' logical names). The step knows no method: what differs between methods comes
+in as functions from their row of caujax/methods.py (objective, reference, global_fields), and each Loss names its
+own metric denominators.
 """
 from __future__ import annotations
 
 import dataclasses
 import pathlib
 from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -19,13 +22,10 @@ from jax import Array
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from caujax.config import OptimConfig
-from caujax.losses import kto
 from caujax.losses.common import Loss
-from caujax.sharding import BATCH_AXES, TRAIN_RULES, batch_sharding, logical_spec, put_global
-
-# Metrics whose denominator is not the loss count (kto.kto_loss documents them); all others divide by the count.
-DENOMINATORS = {"rewards/chosen": "n_desirable", "logps/chosen": "n_desirable",
-                "rewards/rejected": "n_undesirable", "logps/rejected": "n_undesirable"}
+from caujax.models.layout import matrix_mask
+from caujax.sharding import (BATCH_AXES, TRAIN_RULES, batch_sharding, batch_ways, fetch_global, put_global,
+                             tree_shardings)
 
 
 @jax.tree_util.register_dataclass
@@ -34,7 +34,14 @@ class TrainState:
     step: Array                       # optimizer steps taken, int32 scalar
     params: nnx.State                 # θ, the master weights (ModelSource.param_dtype)
     opt_state: optax.OptState
-    rng: Array                        # raw uint32 PRNG key, split once per step
+    rng: Array                        # raw uint32 PRNG key: each step splits off its key (micro-batch field "rng")
+
+
+class Policy(NamedTuple):
+    """What a batch source may sample from before a step (online RL rollouts): the current weights
+    `nnx.merge(graphdef, state.params)` and the run's key chain `state.rng`. Fixed-data sources ignore it."""
+    graphdef: nnx.GraphDef
+    state: TrainState
 
 
 def learning_rate(cfg: OptimConfig, total_steps: int) -> optax.Schedule:
@@ -55,26 +62,14 @@ def learning_rate(cfg: OptimConfig, total_steps: int) -> optax.Schedule:
 
 
 def make_optimizer(cfg: OptimConfig, total_steps: int) -> optax.GradientTransformation:
-    """Global-norm clipping, then AdamW on the schedule; weight decay on matrices only (norm scales and biases are
-    1-D, and decaying them towards 0 changes what the layer computes)."""
-    decay_mask = lambda params: jax.tree.map(lambda p: p.ndim >= 2, params)
+    """Global-norm clipping, then AdamW on the schedule; weight decay on matrices only (decaying norm scales and
+    biases towards 0 changes what the layer computes). Matrices are told by path, not rank: a stacked norm scale
+    [L, D] is 2-D (models/layout.py)."""
     adamw = optax.adamw(learning_rate(cfg, total_steps), b1=cfg.b1, b2=cfg.b2, eps=cfg.eps,
-                        weight_decay=cfg.weight_decay, mask=decay_mask)
+                        weight_decay=cfg.weight_decay, mask=matrix_mask)
     if cfg.max_grad_norm is None:
         return adamw
     return optax.chain(optax.clip_by_global_norm(cfg.max_grad_norm), adamw)
-
-
-def tree_shardings(tree, mesh: Mesh, rules=TRAIN_RULES):
-    """A NamedSharding for every leaf of a tree of nnx Variables and arrays (params, optimizer state, TrainState):
-    Variables by their logical names (optax's moments keep the Param metadata), anything else replicated. The
-    result has the tree's own structure, so it serves jit's in/out_shardings and orbax's restore targets alike."""
-    def one(x):
-        if isinstance(x, nnx.Variable):
-            spec = logical_spec(x.get_metadata().get("out_sharding"), rules, x.shape, mesh)
-            return x.replace(NamedSharding(mesh, spec))
-        return NamedSharding(mesh, PartitionSpec())
-    return jax.tree.map(one, tree, is_leaf=lambda x: isinstance(x, nnx.Variable))
 
 
 def init_state(params: nnx.State, tx: optax.GradientTransformation, mesh: Mesh, seed: int,
@@ -113,11 +108,10 @@ def split_micro_batches(batch: dict[str, Array], num_micro_batches: int, row_blo
     return {name: split(name, x) for name, x in batch.items()}
 
 
-def kto_reference_point(model, micro_batches: dict[str, Array]) -> dict[str, Array]:
-    """KTO's z0 over the whole global batch, every micro-batch included (TRL gathers it across processes), as
-    the `kto_z0` field the objective reads. Forward passes only; the policy's gradient never sees z0."""
-    kl_sum_M, kl_count_M = jax.lax.map(lambda mb: kto.policy_kl_stats(model, mb), micro_batches)
-    return {"kto_z0": kto.reference_point(kl_sum_M.sum(), kl_count_M.sum())}
+def reference_fields(reference: Callable, ref_model, micro_batches: dict[str, Array]) -> dict[str, Array]:
+    """The reference fields of stacked micro-batches [M, ...], one micro-batch at a time (M reference forwards
+    never coexist), under stop_gradient. The one reference pass: the step and `reference_table` both call it."""
+    return jax.lax.stop_gradient(jax.lax.map(lambda mb: reference(ref_model, mb), micro_batches))
 
 
 def make_train_step(objective: Callable[..., Loss], tx: optax.GradientTransformation, *, graphdef,
@@ -127,12 +121,14 @@ def make_train_step(objective: Callable[..., Loss], tx: optax.GradientTransforma
     """`step_fn(state, batch, ref_params) -> (state, metrics)`, jitted once with explicit shardings; the state is
     donated (its buffers are reused for the new state, so params and moments exist once in memory).
 
-    objective(model, micro_batch) -> Loss          (losses.OBJECTIVES[m] with its params bound)
-    reference(ref_model, micro_batch) -> fields     (dpo/kto.reference_logps) under stop_gradient from the frozen
+    objective(model, micro_batch) -> Loss          (a methods.METHODS row's objective with its params bound)
+    reference(ref_model, micro_batch) -> fields     (the row's reference) under stop_gradient from the frozen
                                                     `ref_params`; None when the batch carries them (cached)
-    global_fields(model, micro_batches) -> fields   computed over all M micro-batches before the loss
-                                                    (kto_reference_point)
+    global_fields(model, micro_batches) -> fields   computed over all M micro-batches before the loss (KTO's z0)
     row_blocks: 2 for DPO, whose token rows stack [chosen; rejected] (split_micro_batches)
+
+    Each step splits the state's key: one half carries on, the other, folded with the micro-batch index, is the
+    micro-batch's "rng" field (a [2] uint32 key) for objectives that draw randomness (adapter dropout).
     """
     M = num_micro_batches
     rows_sharding = NamedSharding(mesh, PartitionSpec(None, BATCH_AXES))
@@ -145,9 +141,10 @@ def make_train_step(objective: Callable[..., Loss], tx: optax.GradientTransforma
     def _train_step(state: TrainState, batch: dict[str, Array], ref_params):
         mbs = split_micro_batches(batch, M, row_blocks)
         mbs = jax.tree.map(lambda x: jax.lax.with_sharding_constraint(x, _rows_spec(x, rows_sharding)), mbs)
+        rng, step_key = jax.random.split(state.rng)
+        mbs["rng"] = jax.vmap(lambda m: jax.random.fold_in(step_key, m))(jnp.arange(M))
         if reference is not None:
-            ref_model = nnx.merge(graphdef, ref_params)
-            mbs |= jax.lax.stop_gradient(jax.lax.map(lambda mb: reference(ref_model, mb), mbs))
+            mbs |= reference_fields(reference, nnx.merge(graphdef, ref_params), mbs)
         if global_fields is not None:
             extra = global_fields(nnx.merge(graphdef, state.params), mbs)
             mbs |= {k: jnp.broadcast_to(v, (M,) + v.shape) for k, v in extra.items()}
@@ -159,20 +156,17 @@ def make_train_step(objective: Callable[..., Loss], tx: optax.GradientTransforma
         def body(g_sum, mb):
             (_, loss), g = jax.value_and_grad(sum_loss, has_aux=True)(state.params, mb)
             g_sum = jax.tree.map(lambda a, b: a + b.astype(jnp.float32), g_sum, g)
-            return g_sum, (loss.total, loss.count, loss.metrics)
+            return g_sum, loss
 
         # float32 accumulators whatever the parameter dtype: M bf16 additions would round M times.
         g_zero = jax.tree.map(lambda p: jnp.zeros(p.shape, jnp.float32), state.params)
-        g_sum, (total_M, count_M, metrics_M) = jax.lax.scan(body, g_zero, mbs)
-        n = jnp.maximum(count_M.sum().astype(jnp.float32), 1.0)
+        g_sum, loss_M = jax.lax.scan(body, g_zero, mbs)
+        loss = jax.tree.map(lambda x: x.sum(0), loss_M)          # sums over the global batch
+        n = jnp.maximum(loss.count.astype(jnp.float32), 1.0)
         grads = jax.tree.map(lambda g, p: (g / n).astype(p.dtype), g_sum, state.params)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-        rng, _ = jax.random.split(state.rng)
-        sums = {k: v.sum() for k, v in metrics_M.items()}
-        metrics = {"loss": total_M.sum() / n, "count": n, "grad_norm": optax.tree.norm(grads)}
-        metrics |= {k: v / jnp.maximum(sums[DENOMINATORS[k]], 1.0) if DENOMINATORS.get(k) in sums else v / n
-                    for k, v in sums.items() if not k.startswith("n_")}
+        metrics = {"loss": loss.total / n, "count": n, "grad_norm": optax.tree.norm(grads), **loss.metric_means()}
         return TrainState(state.step + 1, params, opt_state, rng), metrics
 
     replicated = NamedSharding(mesh, PartitionSpec())
@@ -183,8 +177,7 @@ def make_train_step(objective: Callable[..., Loss], tx: optax.GradientTransforma
 
 def _rows_spec(x: Array, rows_sharding: NamedSharding) -> NamedSharding:
     """Micro-batch rows over data x fsdp when they divide; replicated otherwise (tiny CPU micro-batches)."""
-    ways = rows_sharding.mesh.shape["data"] * rows_sharding.mesh.shape["fsdp"]
-    if x.ndim < 2 or x.shape[1] % ways:
+    if x.ndim < 2 or x.shape[1] % batch_ways(rows_sharding.mesh):
         return NamedSharding(rows_sharding.mesh, PartitionSpec())
     return rows_sharding
 
@@ -193,22 +186,32 @@ def reference_table(path, reference: Callable, graphdef, ref_params, mesh: Mesh,
                     num_micro_batches: int = 1, row_blocks: int = 1) -> dict[str, np.ndarray]:
     """The reference fields of the first `steps` batches, stacked [steps, ...]: computed once, micro-batch by
     micro-batch as the step would, saved to `path` (name it by a fingerprint of model and data), and read back by
-    any later run with the same path. Training then passes no reference params to the step."""
+    any later run with the same path (process 0 writes it). Training then passes no reference params to the step.
+    `batches` is a fixed BatchSource (data/examples.py) at position 0."""
     path = pathlib.Path(path)
-    if path.exists():
+    # Every process must take the same branch (the computation below is one multi-host jit): the table is read
+    # back only when every process sees the file.
+    if _on_every_process(path.exists()):
         return dict(np.load(path))
 
     def fields_of(params, batch):
         with jax.sharding.use_abstract_mesh(mesh.abstract_mesh):
             model = nnx.merge(graphdef, params)
-            mbs = split_micro_batches(batch, num_micro_batches, row_blocks)
-            out = jax.lax.stop_gradient(jax.lax.map(lambda mb: reference(model, mb), mbs))
+            out = reference_fields(reference, model, split_micro_batches(batch, num_micro_batches, row_blocks))
         return {k: v.reshape((-1,) + v.shape[2:]) for k, v in out.items()}     # [M, B/M] -> [B], rows in order
 
     run = jax.jit(fields_of, in_shardings=(tree_shardings(ref_params, mesh), batch_sharding(mesh)))
-    fields = [jax.device_get(run(ref_params, jax.device_put(next(batches), batch_sharding(mesh))))
-              for _ in range(steps)]
+    fields = [jax.tree.map(fetch_global, run(ref_params, place_batch(batches.next(), mesh))) for _ in range(steps)]
     table = {k: np.stack([f[k] for f in fields]) for k in fields[0]}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(path, **table)
+    if jax.process_index() == 0:          # one writer; the other processes keep the table they computed
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(path, **table)
     return table
+
+
+def _on_every_process(flag: bool) -> bool:
+    """True when `flag` is true on every process (a single process: the flag itself)."""
+    if jax.process_count() == 1:
+        return flag
+    from jax.experimental import multihost_utils
+    return bool(np.all(multihost_utils.process_allgather(np.asarray(flag))))

@@ -1,7 +1,7 @@
 """python -m caujax.train --method {sft,dpo,kto} --config configs/tiny.py [--resume] [--a.b=c ...]
 
 `train` reads top to bottom: config, mesh, text and tokenizer, model, optimizer, checkpoint restore, data, step,
-loop. What differs between methods is a row of plain functions in METHODS.
+loop. It names no method: what differs between methods is their row in caujax/methods.py.
 """
 from __future__ import annotations
 
@@ -13,109 +13,22 @@ import pathlib
 import sys
 import time
 import warnings
-from collections.abc import Callable
-from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from caujax import checkpoint
+from caujax import checkpoint, methods
 from caujax.config import RunConfig, apply_overrides, load_preset, parse_overrides, to_json_dict
 from caujax.data import batches
-from caujax.data.items import Item
-from caujax.losses import OBJECTIVES, dpo, kto
+from caujax.data.examples import load_examples, texts
 from caujax.metrics_log import MetricsLog
 from caujax.models import Decoder, load_pretrained, save_pretrained
-from caujax.sharding import make_mesh
-from caujax.step import (init_state, kto_reference_point, learning_rate, make_optimizer,
-                         make_train_step, place_batch, reference_table, tree_shardings)
-
-
-def _sft_examples(items: list[Item], seed: int) -> list[batches.SFTExample]:
-    from caujax.data.prompts import instruction_for, sft_target, user_message
-
-    out, skipped = [], 0
-    for it in items:
-        try:
-            out.append(batches.SFTExample(it.id, user_message(it.problem, instruction_for(it)), sft_target(it)))
-        except ValueError:        # LACK_CONDITION items and items without a Reason have no worked solution
-            skipped += 1
-    if skipped:
-        warnings.warn(f"skipped {skipped} of {len(items)} items without a worked solution", stacklevel=2)
-    return out
-
-
-def _dpo_examples(items, seed):
-    from caujax.data.pairs import dpo_pairs
-    return dpo_pairs(items, seed, skip_unusable=True)
-
-
-def _kto_examples(items, seed):
-    from caujax.data.pairs import kto_examples
-    return kto_examples(items, seed, skip_unusable=True)
-
-
-def _encode_sft(tokenizer, examples):
-    return batches.encode(tokenizer, [e.prompt for e in examples], [e.completion for e in examples])
-
-
-def _encode_dpo(tokenizer, examples):
-    prompts = [e.prompt for e in examples]
-    chosen = batches.encode(tokenizer, prompts, [e.chosen for e in examples])
-    rejected = batches.encode(tokenizer, prompts, [e.rejected for e in examples])
-    return [(p, c, r) for (p, c), (_, r) in zip(chosen, rejected)]
-
-
-def _encode_kto(tokenizer, examples):
-    return [(p, c, e.label) for (p, c), e in zip(_encode_sft(tokenizer, examples), examples)]
-
-
-class Method(NamedTuple):
-    examples: Callable        # (items, seed) -> training examples, from worked solutions and the engine's mistakes
-    encode: Callable          # (tokenizer, examples) -> rows of token ids
-    collate: Callable         # (rows, seq_len, pad_id, kl_group) -> batch dict in the losses/common.py layout
-    reference: Callable | None       # (ref_model, micro_batch) -> log π_ref fields, under stop_gradient
-    global_fields: Callable | None   # (model, micro_batches) -> fields over the global batch (KTO's z0)
-    row_blocks: int                  # stacked row blocks per batch (DPO's [chosen; rejected])
-
-
-METHODS = {
-    "sft": Method(_sft_examples, _encode_sft, lambda rows, T, pad, _: batches.sft_batch(rows, T, pad), None, None, 1),
-    "dpo": Method(_dpo_examples, _encode_dpo, lambda rows, T, pad, _: batches.dpo_batch(rows, T, pad),
-                  dpo.reference_logps, None, 2),
-    "kto": Method(_kto_examples, _encode_kto, batches.kto_batch, kto.reference_logps, kto_reference_point, 1),
-}
-
-
-def load_examples(cfg: RunConfig) -> list:
-    """The run's training examples; bad rows fail here, before anything is written."""
-    source, n = cfg.data.source, cfg.data.num_examples
-    if source.endswith(".jsonl"):
-        examples = batches.read_examples(source, cfg.method)
-        return examples[:n] if n else examples
-    if source == "generated":
-        from caujax.causal.generate import generate
-        if not n:
-            raise ValueError("data.num_examples must be > 0 with data.source=generated")
-        items = [Item(id=f"gen_{i:07d}", problem=d["problem"], answer=d["answer"], reason=d["Reason"], type=d["Type"],
-                      set_name="generated", index=i) for i, d in enumerate(generate(n, cfg.data.seed))]
-    elif source.endswith(".json"):
-        from caujax.data.caugym import load_file
-        items = load_file(source)[: n or None]
-    else:
-        raise ValueError(f"data.source={source!r}: expected 'generated', a .json file of CauGym-format problems, or a "
-                         f".jsonl file of {cfg.method} rows")
-    examples = METHODS[cfg.method].examples(items, cfg.data.seed)
-    if not examples:
-        raise ValueError(f"data.source={source!r}: none of its {len(items)} problems gives a {cfg.method} example")
-    return examples
-
-
-def _texts(examples) -> list[str]:
-    fields = ("prompt", "completion", "chosen", "rejected")
-    return [getattr(e, f) for e in examples for f in fields if hasattr(e, f)]
+from caujax.models.layout import is_matrix
+from caujax.sharding import batch_ways, make_mesh, tree_shardings
+from caujax.step import (Policy, init_state, learning_rate, make_optimizer, make_train_step, place_batch,
+                         reference_table)
 
 
 def load_tokenizer(cfg: RunConfig, run_dir: pathlib.Path, examples):
@@ -129,7 +42,7 @@ def load_tokenizer(cfg: RunConfig, run_dir: pathlib.Path, examples):
         return None, False
     if (run_dir / "tokenizer").is_dir():
         return transformers.AutoTokenizer.from_pretrained(run_dir / "tokenizer"), False
-    return batches.train_tokenizer(_texts(examples), cfg.model.arch.vocab_size), True
+    return batches.train_tokenizer(texts(examples), cfg.model.arch.vocab_size), True
 
 
 def build_model(cfg: RunConfig, mesh, tokenizer):
@@ -155,12 +68,16 @@ def build_model(cfg: RunConfig, mesh, tokenizer):
 
 
 def _fingerprint(cfg: RunConfig, rows) -> str:
-    """What the reference log-probs depend on: the model (checkpoint files, or the random-init recipe) and the
-    batches (token ids, batch size, seq_len, seed, steps)."""
+    """What the reference log-probs depend on: the model (the bytes of its checkpoint files, or the random-init
+    recipe) and the batches (token ids, batch size, seq_len, seed, steps). Content, not file times: every host of a
+    multi-host run, and a copy of the checkpoint elsewhere, gets the same name."""
     h = hashlib.sha256(json.dumps([to_json_dict(cfg.model), to_json_dict(cfg.data), cfg.steps], default=str).encode())
     if cfg.model.path:
-        for f in sorted(pathlib.Path(cfg.model.path).glob("*.safetensors")):
-            h.update(f"{f.name}:{f.stat().st_size}:{f.stat().st_mtime_ns}".encode())
+        path = pathlib.Path(cfg.model.path)
+        files = [path] if path.is_file() else sorted([*path.glob("*.safetensors"), *path.glob("config.json")])
+        for f in files:
+            with open(f, "rb") as fh:
+                h.update(f"{f.name}:{f.stat().st_size}:{hashlib.file_digest(fh, 'sha256').hexdigest()}".encode())
     h.update(repr(rows).encode())
     return h.hexdigest()[:20]
 
@@ -168,7 +85,7 @@ def _fingerprint(cfg: RunConfig, rows) -> str:
 def train(cfg: RunConfig, resume: bool = False) -> list[dict]:
     """Run `cfg`; returns the metrics lines this call wrote."""
     run_dir = pathlib.Path(cfg.run_dir)
-    method = METHODS[cfg.method]
+    method = methods.get(cfg.method)
     config_json = to_json_dict(cfg)
     saved = sorted(int(p.name) for p in (run_dir / "checkpoints").glob("*") if p.name.isdigit())
     if saved and not resume:          # checked first: never load a large model only to refuse the run_dir
@@ -177,28 +94,28 @@ def train(cfg: RunConfig, resume: bool = False) -> list[dict]:
 
     # Mesh: batch rows over data x fsdp, weights over fsdp x tensor.
     mesh = make_mesh(cfg.mesh.data, cfg.mesh.fsdp, cfg.mesh.tensor)
-    ways, M = mesh.shape["data"] * mesh.shape["fsdp"], cfg.data.num_micro_batches
+    ways, M = batch_ways(mesh), cfg.data.num_micro_batches
     if cfg.data.batch_size % ways:
         raise ValueError(f"data.batch_size={cfg.data.batch_size} is not a multiple of mesh data x fsdp = {ways}")
-    if cfg.method == "kto" and cfg.data.batch_size // M < 2:
-        raise ValueError(f"KTO rotates completions within each micro-batch for its KL term: data.micro_batch_size "
-                         f"must be >= 2, got {cfg.data.batch_size // M}")
+    micro = cfg.data.batch_size // M
+    if micro < method.min_micro_batch:
+        raise ValueError(f"{cfg.method} needs at least {method.min_micro_batch} rows per micro-batch (see "
+                         f"caujax/methods.py), got data.micro_batch_size={micro}")
 
     # Text and tokenizer before the model: a random-init run trains its tokenizer on this text, and bad rows must
     # fail before anything is written.
-    examples = load_examples(cfg)
+    examples = load_examples(cfg.data.source, cfg.data.num_examples, cfg.data.seed, cfg.method, method.examples)
     tokenizer, tokenizer_is_new = load_tokenizer(cfg, run_dir, examples)
 
-    # Model: π_θ, and for DPO/KTO the frozen π_ref = π_θ at step 0 (a copy: the train state's buffers are donated).
-    # π_ref's matrices only ever enter matmuls cast to the compute dtype, so they are stored in it (half the memory
-    # in bf16, the same log-probs); 1-D norm scales keep their dtype, RMSNorm reads them in float32.
+    # Model: π_θ, and when the method has a reference, the frozen π_ref = π_θ at step 0 (a copy: the train state's
+    # buffers are donated). π_ref's matrices only ever enter matmuls cast to the compute dtype, so they are stored
+    # in it (half the memory in bf16, the same log-probs); norm scales and biases keep their dtype.
     graphdef, params, tokenizer = build_model(cfg, mesh, tokenizer)
     if tokenizer.chat_template is None:
         raise ValueError("the tokenizer has no chat template; set --model.tokenizer to a directory that has one")
-    rows = method.encode(tokenizer, examples)
     compute = jnp.dtype(cfg.model.compute_dtype)
-    ref_params = jax.tree.map(lambda p: p.astype(compute) if p.ndim >= 2 else jnp.copy(p), params) \
-        if method.reference else None
+    ref_params = jax.tree_util.tree_map_with_path(
+        lambda path, p: p.astype(compute) if is_matrix(path) else jnp.copy(p), params) if method.reference else None
 
     tx = make_optimizer(cfg.optim, cfg.steps)
     lr = learning_rate(cfg.optim, cfg.steps)
@@ -214,53 +131,60 @@ def train(cfg: RunConfig, resume: bool = False) -> list[dict]:
         state, position = _restore(manager, latest, state, state_sharding, config_json)
     start = int(jax.device_get(state.step))
 
-    # Data: the same shuffled order on every (re)start; the position comes back with the checkpoint. KTO's
-    # mismatched pairs are rotated within each micro-batch.
-    kl_group, pad_id = cfg.data.batch_size // M, tokenizer.pad_token_id or 0
-    collate = lambda picked: method.collate(picked, cfg.data.seq_len, pad_id, kl_group)
-    data_at = lambda pos: batches.Batches(rows, cfg.data.batch_size, cfg.data.seed, collate, pos)
-    data = data_at(position)
+    # Data: the method's batch source, continued from the checkpoint's position (fixed data: the same shuffled
+    # order on every (re)start). KTO's mismatched pairs rotate within each micro-batch (kl_group rows).
+    data = method.batches(examples, tokenizer, cfg.data, micro, position)
     table = None
     if method.reference and cfg.reference.mode == "cached":
+        if not data.fixed:
+            raise ValueError(f"reference.mode=cached needs batches fixed before the run; {cfg.method} samples its "
+                             f"batches from the policy: use reference.mode=step")
         cache = pathlib.Path(cfg.reference.cache_dir or run_dir / "reference")
-        table = reference_table(cache / f"{cfg.method}-{_fingerprint(cfg, rows)}.npz", method.reference, graphdef,
-                                ref_params, mesh, data_at({"epoch": 0, "batch": 0}), cfg.steps,
+        table = reference_table(cache / f"{cfg.method}-{_fingerprint(cfg, data.rows)}.npz", method.reference,
+                                graphdef, ref_params, mesh, data.restart(None), cfg.steps,
                                 num_micro_batches=M, row_blocks=method.row_blocks)
         ref_params = None                         # its memory goes back to the policy
 
-    step_fn = make_train_step(functools.partial(OBJECTIVES[cfg.method], params=getattr(cfg, cfg.method)), tx,
+    step_fn = make_train_step(functools.partial(method.objective, params=getattr(cfg, cfg.method)), tx,
                               graphdef=graphdef, state_sharding=state_sharding, mesh=mesh, num_micro_batches=M,
                               reference=method.reference if table is None else None,
                               global_fields=method.global_fields, row_blocks=method.row_blocks)
 
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.json").write_text(json.dumps(config_json, indent=2, default=str))
-    if tokenizer_is_new:
-        tokenizer.save_pretrained(run_dir / "tokenizer")
-    state, lines = _loop(cfg, step_fn, state, ref_params, data, table, lr, mesh, manager, start, config_json)
+    # Run-level files: process 0 writes them; every process holds what it needs in memory (the tokenizer is trained
+    # deterministically on the same text by each).
+    if jax.process_index() == 0:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.json").write_text(json.dumps(config_json, indent=2, default=str))
+        if tokenizer_is_new:
+            tokenizer.save_pretrained(run_dir / "tokenizer")
+    state, lines = _loop(cfg, step_fn, graphdef, state, ref_params, data, table, lr, mesh, manager, start,
+                         config_json)
     manager.wait_until_finished()
     manager.close()
     if jax.process_index() == 0:
         plot_loss(run_dir)
     if cfg.export:
-        export(nnx.merge(graphdef, state.params), tokenizer, run_dir / "hf", rows[0][0])
+        export(nnx.merge(graphdef, state.params), tokenizer, run_dir / "hf", texts(examples[:1])[0])
     return lines
 
 
-def export(model, tokenizer, path: pathlib.Path, sample_ids: list[int]) -> None:
-    """A Hugging Face directory; warns when AutoTokenizer would read its tokenizer back differently (transformers
-    picks the tokenizer class from config.json's model_type for some families, e.g. Qwen2Tokenizer for qwen2)."""
+def export(model, tokenizer, path: pathlib.Path, sample_text: str) -> None:
+    """A Hugging Face directory (gathered on every process, written by process 0); process 0 then warns when
+    AutoTokenizer would read the tokenizer back differently (transformers picks the tokenizer class from
+    config.json's model_type for some families, e.g. Qwen2Tokenizer for qwen2)."""
     import transformers
 
     save_pretrained(model, tokenizer, path)
-    text = tokenizer.decode(sample_ids)
+    if jax.process_index() != 0:          # only process 0 wrote the directory
+        return
     reloaded = transformers.AutoTokenizer.from_pretrained(path)
-    if reloaded(text, add_special_tokens=False).input_ids != tokenizer(text, add_special_tokens=False).input_ids:
+    if reloaded(sample_text, add_special_tokens=False).input_ids != \
+            tokenizer(sample_text, add_special_tokens=False).input_ids:
         warnings.warn(f"{path}: AutoTokenizer loads the exported tokenizer as {type(reloaded).__name__}, which "
                       f"encodes differently from the {type(tokenizer).__name__} the model was trained with")
 
 
-def _loop(cfg, step_fn, state, ref_params, data, table, lr, mesh, manager, start, config_json):
+def _loop(cfg, step_fn, graphdef, state, ref_params, data, table, lr, mesh, manager, start, config_json):
     """One jitted step per batch, metrics every log_every steps (metrics.jsonl, and TensorBoard when a writer
     imports), checkpoints when due; (final state, lines)."""
     from tqdm import tqdm
@@ -269,7 +193,7 @@ def _loop(cfg, step_fn, state, ref_params, data, table, lr, mesh, manager, start
     with MetricsLog(cfg.run_dir, start) as log, tqdm(total=cfg.steps, initial=start, desc=cfg.method,
                                                      unit="step", dynamic_ncols=True, file=sys.stderr) as bar:
         for step in range(start, cfg.steps):
-            batch = next(data)
+            batch = data.next(Policy(graphdef, state))
             if table is not None:
                 batch |= {k: v[step] for k, v in table.items()}
             tokens += int(batch["mask_BT"].sum())
@@ -301,8 +225,7 @@ def _restore(manager, step: int, state, state_sharding, config_json: dict):
     try:
         restored, position, _ = checkpoint.restore(manager, step, abstract, state_sharding)
     except checkpoint.CheckpointMismatch as e:
-        saved = manager.restore(step, args=checkpoint.ocp.args.Composite(
-            config=checkpoint.ocp.args.JsonRestore())).config
+        saved = checkpoint.saved_config(manager, step)
         changed = _diff(saved.get("model", {}), config_json["model"], "model")
         hint = ("\nthe checkpoint's run had " + ", ".join(changed)) if changed else ""
         raise checkpoint.CheckpointMismatch(f"{e}{hint}") from None
@@ -339,7 +262,9 @@ def parse_args(argv: list[str]) -> tuple[RunConfig, bool]:
     parser = argparse.ArgumentParser(prog="python -m caujax.train", description=__doc__, allow_abbrev=False,
                                      epilog="Any config field can be set with a dotted override, e.g. --optim.lr=1e-5")
     parser.add_argument("--config", required=True, help="a preset file, e.g. configs/tiny.py")
-    parser.add_argument("--method", choices=sorted(METHODS), help="the method (default: the preset's)")
+    parser.add_argument("--method", choices=list(methods.METHODS),
+                        help="the method (default: the preset's): " + "; ".join(
+                            f"{m.name}: {m.summary}" for m in methods.METHODS.values()))
     parser.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in run_dir")
     args, rest = parser.parse_known_args(argv)
     overrides = parse_overrides(rest)

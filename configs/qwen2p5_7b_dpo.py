@@ -12,7 +12,7 @@ and frees its memory.
 tokens per step = 2 x 32 pairs x 4096; 3,500 pairs / 32 = 109 steps per epoch, 2 epochs (our choice) = 218 steps.
 """
 from caujax.config import CheckpointConfig, DataConfig, MeshConfig, ModelSource, OptimConfig, RunConfig
-from caujax.losses.dpo import DPOParams
+from caujax.losses.params import DPOParams
 
 
 def get_config() -> RunConfig:

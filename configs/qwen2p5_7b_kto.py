@@ -11,7 +11,7 @@ within each micro-batch.
 tokens per step = 64 x 4096; 7,000 examples / 64 = 109 steps per epoch, 2 epochs (our choice) = 218 steps.
 """
 from caujax.config import CheckpointConfig, DataConfig, MeshConfig, ModelSource, OptimConfig, RunConfig
-from caujax.losses.kto import KTOParams
+from caujax.losses.params import KTOParams
 
 
 def get_config() -> RunConfig:

@@ -5,8 +5,8 @@ import re
 import pytest
 
 from caujax.causal import solve
+from caujax.causal.answer import TYPES
 from caujax.causal.generate import generate
-from caujax.causal.tasks import TYPES
 
 VARIANTS = [
     dict(),

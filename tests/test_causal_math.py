@@ -1,12 +1,15 @@
 """Hand-computable causal quantities, graph criteria checked against interventions, and the answer conventions."""
+import pathlib
 import random
+import subprocess
+import sys
 
 import pytest
 
 from caujax.causal import Answer, solve
+from caujax.causal.answer import format_prob, infer_type
 from caujax.causal.generate import random_dag
 from caujax.causal.scm import BinarySCM, CausalGraph
-from caujax.causal.solve import format_prob
 from caujax.causal.tasks import (Facts, MissingFact, Query, Term, bound_interval, decide, evaluate, is_cause,
                                  solve_query)
 
@@ -161,6 +164,21 @@ def test_adjustment_sets_reproduce_interventions(seed):
 def _bits(k):
     import itertools
     return list(itertools.product((0, 1), repeat=k))
+
+
+def test_engine_and_scorers_import_without_jax():
+    """causal/ and scoring.py are plain Python + numpy (DESIGN.md layout): they must run where jax is absent."""
+    code = "import caujax.causal, caujax.scoring, sys; assert 'jax' not in sys.modules, sorted(sys.modules)"
+    proc = subprocess.run([sys.executable, "-c", code], cwd=pathlib.Path(__file__).parents[1], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_infer_type_reads_a_whole_problem_or_the_question_alone():
+    question = "If Y is changed to be high, will Z be more likely to be low?"
+    assert infer_type(question) == infer_type(f"Input Info: ...\nQuestion: {question}\nProvide ...") == "ATE"
+    assert infer_type("Question: Conditioned on A being low, if the B had been high, would C ...?") == "CDE"
+    assert infer_type("Question: What is the effect?") is None
 
 
 def test_answer_strings_and_formats():

@@ -5,13 +5,17 @@ import dataclasses
 import inspect
 import pathlib
 import re
+import subprocess
+import sys
 
 import pytest
 
 from caujax import config
 from caujax.config import RunConfig, apply_overrides, load_preset, parse_overrides, valid_keys
+from caujax.methods import METHODS
 
-CONFIGS = pathlib.Path(__file__).resolve().parent.parent / "configs"
+REPO = pathlib.Path(__file__).resolve().parent.parent
+CONFIGS = REPO / "configs"
 PRESETS = sorted(CONFIGS.glob("*.py"))
 
 
@@ -40,8 +44,24 @@ def test_every_config_field_has_a_comment():
     for cls in (config.ModelSource, config.DataConfig, config.OptimConfig, config.ReferenceConfig,
                 config.MeshConfig, config.CheckpointConfig, config.RunConfig):
         for f in dataclasses.fields(cls):
+            if cls is config.RunConfig and f.name in METHODS:     # a method's section: its row documents it
+                row = METHODS[f.name]
+                assert f.type is row.params and row.summary and row.params.__doc__, f"method {f.name} undocumented"
+                continue
             line = re.search(rf"^    {f.name}: .*$", source, re.MULTILINE)
             assert line and "#" in line.group(0), f"{cls.__name__}.{f.name} has no comment"
+
+
+def test_methods_come_from_the_table_and_config_imports_no_jax():
+    """The CLI choices and the config sections are the table's rows; loading a config (and the table) imports no
+    jax, so a launcher or a config linter can run where jax is not installed."""
+    assert config.typing.get_args(config.Method) == tuple(METHODS)
+    assert {f.name for f in dataclasses.fields(config.RunConfig)} >= set(METHODS)
+    code = ("import sys, caujax.config, caujax.methods, caujax.models; "
+            "cfg = caujax.config.load_preset('configs/tiny.py'); "
+            "bad = sorted(m for m in sys.modules if m == 'jax' or m.startswith(('jax.', 'flax', 'optax'))); "
+            "assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
 
 
 def test_parse_overrides_accepts_both_spellings():

@@ -7,9 +7,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from caujax import scoring
+from caujax.causal.answer import LACK_CONDITION, TYPES, format_prob, infer_type
 from caujax.data import baselines, calm, caugym, download, pairs, prompts
 from caujax.data.__main__ import main
-from caujax.data.items import LACK_CONDITION, TYPES, RowError, format_prob, infer_type
+from caujax.data.items import RowError
 
 
 @pytest.fixture(scope="module")

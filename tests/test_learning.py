@@ -12,11 +12,12 @@ import pytest
 from flax import nnx
 
 from caujax import train
-from caujax.causal.generate import generate
 from caujax.config import apply_overrides, load_preset
 from caujax.data.batches import Batches
 from caujax.data.items import Item
-from caujax.losses import OBJECTIVES, dpo
+from caujax.data import examples as ex
+from caujax.losses import dpo
+from caujax.methods import METHODS
 from caujax.sharding import make_mesh
 from caujax.step import init_state, make_optimizer, make_train_step, place_batch
 
@@ -32,12 +33,11 @@ DPO_RUN = (16, 4, 3e-3)
 
 def _items(n: int, seed: int) -> list[Item]:
     """One simple task, so that 16 steps of a 2-layer model can learn something that transfers."""
-    return [Item(id=f"gen_{i:07d}", problem=d["problem"], answer=d["answer"], reason=d["Reason"], type=d["Type"],
-                 set_name="generated", index=i) for i, d in enumerate(generate(n, seed, tasks=("ATE",)))]
+    return ex.generated_items(n, seed, tasks=("ATE",))
 
 
 def _collate(method: str, rows, *, pad_id: int) -> dict:
-    return train.METHODS[method].collate(rows, SEQ_LEN, pad_id, None)
+    return getattr(ex, f"collate_{method}")(rows, SEQ_LEN, pad_id, None)
 
 
 @pytest.fixture(scope="module")
@@ -45,8 +45,8 @@ def setup(tmp_path_factory):
     """configs/tiny.py's model and tokenizer recipe; training rows and one held-out batch per method."""
     cfg = apply_overrides(load_preset(REPO / "configs/tiny.py"),
                           {"model.arch.vocab_size": "512", "data.seq_len": str(SEQ_LEN)})
-    examples = {m: train.METHODS[m].examples(_items(NUM_TRAIN, TRAIN_SEED), TRAIN_SEED) for m in ("sft", "dpo")}
-    heldout = {m: train.METHODS[m].examples(_items(NUM_HELDOUT, HELDOUT_SEED), HELDOUT_SEED) for m in ("sft", "dpo")}
+    examples = {m: METHODS[m].examples(_items(NUM_TRAIN, TRAIN_SEED), TRAIN_SEED) for m in ("sft", "dpo")}
+    heldout = {m: METHODS[m].examples(_items(NUM_HELDOUT, HELDOUT_SEED), HELDOUT_SEED) for m in ("sft", "dpo")}
     assert {len(v) for v in examples.values()} == {NUM_TRAIN} and {len(v) for v in heldout.values()} == {NUM_HELDOUT}
     held_prompts = {e.prompt for e in heldout["sft"]}
     assert not held_prompts & {e.prompt for e in examples["sft"]}, "held-out problems must be new problems"
@@ -56,9 +56,9 @@ def setup(tmp_path_factory):
     mesh = make_mesh(cfg.mesh.data, cfg.mesh.fsdp, cfg.mesh.tensor)
     graphdef, params, tokenizer = train.build_model(cfg, mesh, tokenizer)
     pad_id = tokenizer.pad_token_id
-    rows = {m: train.METHODS[m].encode(tokenizer, v) for m, v in examples.items()}
+    rows = {m: getattr(ex, f"encode_{m}")(tokenizer, v) for m, v in examples.items()}
     collate = {m: functools.partial(_collate, m, pad_id=pad_id) for m in rows}
-    held = {m: place_batch(collate[m](train.METHODS[m].encode(tokenizer, v)), mesh) for m, v in heldout.items()}
+    held = {m: place_batch(collate[m](getattr(ex, f"encode_{m}")(tokenizer, v)), mesh) for m, v in heldout.items()}
     return dict(cfg=cfg, mesh=mesh, graphdef=graphdef, params=params, rows=rows, collate=collate, held=held)
 
 
@@ -68,8 +68,8 @@ def _train(s, method: str, run: tuple[int, int, float], ref_params=None):
     cfg = s["cfg"]
     tx = make_optimizer(dataclasses.replace(cfg.optim, lr=lr), steps)
     state, sharding = init_state(s["params"], tx, s["mesh"], cfg.seed)
-    m = train.METHODS[method]
-    step_fn = make_train_step(functools.partial(OBJECTIVES[method], params=getattr(cfg, method)), tx,
+    m = METHODS[method]
+    step_fn = make_train_step(functools.partial(m.objective, params=getattr(cfg, method)), tx,
                               graphdef=s["graphdef"], state_sharding=sharding, mesh=s["mesh"],
                               reference=m.reference, row_blocks=m.row_blocks)
     data = Batches(s["rows"][method], batch_size, cfg.data.seed, s["collate"][method])
@@ -82,7 +82,7 @@ def _train(s, method: str, run: tuple[int, int, float], ref_params=None):
 
 def test_sft_lowers_heldout_token_nll(setup):
     s = setup
-    objective = functools.partial(OBJECTIVES["sft"], params=s["cfg"].sft)
+    objective = functools.partial(METHODS["sft"].objective, params=s["cfg"].sft)
     nll = jax.jit(lambda params: objective(nnx.merge(s["graphdef"], params), s["held"]["sft"]).value)
     before = float(nll(s["params"]))
     params, losses = _train(s, "sft", SFT_RUN)
@@ -97,7 +97,7 @@ def test_dpo_raises_heldout_reward_margin(setup):
     """π_ref is the initial policy, as in a DPO run: the margin β((logπ_c - logπ_ref,c) - (logπ_r - logπ_ref,r))
     is exactly 0 before training and must become clearly positive on pairs the run never saw."""
     s = setup
-    objective = functools.partial(OBJECTIVES["dpo"], params=s["cfg"].dpo)
+    objective = functools.partial(METHODS["dpo"].objective, params=s["cfg"].dpo)
 
     @jax.jit
     def margin_and_accuracy(params, ref_params):

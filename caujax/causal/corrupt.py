@@ -6,11 +6,10 @@ import random
 import re
 from dataclasses import dataclass, replace
 
+from caujax.causal.answer import EFFECT_TYPES, LACK_CONDITION, Answer
 from caujax.causal.parse import ParseError, parse_problem
 from caujax.causal.render import align_reason, reason_steps, step7
-from caujax.causal.solve import Answer
-from caujax.causal.tasks import (EFFECT_TYPES, MissingFact, Query, Solution, Term, evaluate, flip_codes, round4,
-                                 solve_query)
+from caujax.causal.tasks import MissingFact, Query, Solution, Term, evaluate, flip_codes, round4, solve_query
 
 KINDS = {
     "ett_sign": "ETT computed as counterfactual minus factual (sign flipped)",
@@ -56,7 +55,7 @@ def corruptions(problem: str, reason: dict | None = None) -> list[Corruption]:
         facts = _Flipped(facts, flips)
         sol = flip_codes(sol, flips)
     q = sol.query
-    right = "LACK_CONDITION" if lacking else Answer(q.type, sol.prob, sol.answer).to_json()
+    right = LACK_CONDITION if lacking else Answer(q.type, sol.prob, sol.answer).to_json()
     out = []
 
     def add(kind, s: Solution, answer: str | None = None, steps: dict | None = None):
@@ -70,7 +69,7 @@ def corruptions(problem: str, reason: dict | None = None) -> list[Corruption]:
         return out
     if not sol.cause:
         x, y = L[q.treatment], L[q.outcome]
-        add("wrong_cause", sol, "LACK_CONDITION", {"Step 1": _claimed_cause(q.type, x, y)})
+        add("wrong_cause", sol, LACK_CONDITION, {"Step 1": _claimed_cause(q.type, x, y)})
         return out
     if q.type in EFFECT_TYPES:
         add("wrong_cause", Solution(q, cause=False, value=0.0))
@@ -108,7 +107,7 @@ def corruptions(problem: str, reason: dict | None = None) -> list[Corruption]:
     steps = reason_steps(sol, g, L)
     first = {k: steps[k] for k in list(steps)[:4]}
     first[list(first)[-1]] += " The needed probabilities are not all given."
-    add("false_lack", sol, "LACK_CONDITION", first)
+    add("false_lack", sol, LACK_CONDITION, first)
     return out
 
 
@@ -122,7 +121,7 @@ def corrupt(problem: str, reason: dict | None = None, *, seed: int = 0, kinds=No
 
 # ----------------------------------------------------------------------------------------------- helpers
 def _differs(a: str, b: str) -> bool:
-    if "LACK_CONDITION" in (a, b):
+    if LACK_CONDITION in (a, b):
         return True
     ja, jb = json.loads(a), json.loads(b)
     return abs(float(ja["PROB"]) - float(jb["PROB"])) >= 0.0005 or ja.get("ANSWER") != jb.get("ANSWER")

@@ -4,10 +4,10 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+from caujax.causal.answer import LACK_CONDITION, TYPES, Answer
 from caujax.causal.render import problem_text, reason_steps
 from caujax.causal.scm import LETTERS, BinarySCM, CausalGraph
-from caujax.causal.solve import Answer
-from caujax.causal.tasks import (TYPES, Facts, MissingFact, Query, Solution, Term, adjustment_candidates, evaluate,
+from caujax.causal.tasks import (Facts, MissingFact, Query, Solution, Term, adjustment_candidates, evaluate,
                                  mediator_set, solve_query)
 from caujax.causal.vocab import node_names
 
@@ -195,7 +195,7 @@ def _try_item(rng: random.Random, qtype: str, opts: Options) -> dict | None:
     layout = rng.choice(LAYOUTS) if opts.layout == "mixed" else opts.layout
     names = dict(zip(g.nodes, node_names(rng, len(g.nodes), style)))
     text = problem_text(g, q, shown, names, labels=layout == "inline", instruction=opts.instruction)
-    answer = "LACK_CONDITION" if lacking else Answer(qtype, sol.prob, sol.answer).to_json()
+    answer = LACK_CONDITION if lacking else Answer(qtype, sol.prob, sol.answer).to_json()
     return {"problem": text, "answer": answer, "Reason": reason_steps(sol, g, {v: v for v in g.nodes}),
             "Type": qtype}
 

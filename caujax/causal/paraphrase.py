@@ -9,15 +9,15 @@ import itertools
 import re
 
 from caujax.causal import mentions as mx
+from caujax.causal.answer import EFFECT_TYPES, Answer
 from caujax.causal.question import bound_word, question_roles, read_question
-from caujax.causal.tasks import EFFECT_TYPES, Facts, MissingFact, Query, Term, decide, evaluate, round4
+from caujax.causal.tasks import Facts, MissingFact, Query, Term, decide, evaluate, round4
 from caujax.causal.wording import (NUMBER, PROB_WORDS, Abstain, fact_clauses, graph_phrases, instruction_pair,
                                    sections, task_type)
 
 
-def solve_paraphrase(text: str, template_error: str = ""):
+def solve_paraphrase(text: str, template_error: str = "") -> Answer:
     """An Answer for a rewritten problem, or status "cannot_parse" with the step that could not decide."""
-    from caujax.causal.solve import Answer       # solve imports this module
     try:
         qtype, value, answer = _solve(text)
     except Abstain as e:

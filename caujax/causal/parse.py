@@ -4,8 +4,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from caujax.causal.answer import TYPES, infer_type
 from caujax.causal.scm import CausalGraph
-from caujax.causal.tasks import TYPES, Facts, Query, Term
+from caujax.causal.tasks import Facts, Query, Term
 
 
 class ParseError(ValueError):
@@ -19,32 +20,12 @@ _FACT = re.compile(
     r"(?:For those with (?P<given>.+?), the probability of (?P<t1>.+?)|The probability of (?P<t2>.+?)) is " + _NUM,
     re.IGNORECASE | re.DOTALL)
 _ANY_LABEL = re.compile(r"\s*\((?P<letter>[A-Z])=(?P<code>[01])\)")
-_TYPE_IN_INSTRUCTION = re.compile(r"\((ATE|CDE|ETT|NDE|NIE|PN|PS)\)")
+_TYPE_IN_INSTRUCTION = re.compile(rf"\(({'|'.join(TYPES)})\)")
 _INSTR_NODES = re.compile(r" of (?P<rest>.+?)\.?\s*$", re.IGNORECASE)
 
 
 def norm(s: str) -> str:
     return re.sub(r"\s+", " ", s).strip().lower()
-
-
-def infer_type(question: str) -> str | None:
-    """DATA.md 1.4 rules, in order, on the text after `Question:`."""
-    q = question.strip()
-    if "bound of the probability of the" in q:
-        return "PN"
-    if "bound of the probability that" in q:
-        return "PS"
-    if "mediator keeps constant" in q:
-        return "NDE"
-    if "held constant and the mediator changes" in q:
-        return "NIE"
-    if re.match(r"Conditioned on", q):
-        return "CDE"
-    if re.match(r"For those with .* if their", q, re.DOTALL):
-        return "ETT"
-    if re.match(r"If .* is changed to be", q, re.DOTALL):
-        return "ATE"
-    return None
 
 
 @dataclass

@@ -6,8 +6,9 @@ import json
 import pathlib
 from dataclasses import dataclass
 
-from caujax.causal.parse import ParseError, infer_type
-from caujax.causal.solve import Answer, analyze, solve
+from caujax.causal.answer import LACK_CONDITION, Answer, infer_type
+from caujax.causal.parse import ParseError
+from caujax.causal.solve import analyze, solve
 from caujax.causal.tasks import MissingFact, bound_interval
 
 TEST_FILES = ("base", "rephrased", "omitted", "deconfounding", "redundant", "insufficient")
@@ -35,7 +36,7 @@ class Row:
 def expected_from_item(answer: str, reason: dict | None, qtype: str | None) -> Expected:
     """Ground truth of a CauGym item. Yes/No comes from the Reason's Step 7 where there is one (base's ANSWER field
     inverts ETT), "No" for the one-step non-cause Reasons, else from the answer string."""
-    if answer.strip() == "LACK_CONDITION":
+    if answer.strip() == LACK_CONDITION:
         return Expected(None, None)
     a = json.loads(answer)
     yn = a.get("ANSWER")
@@ -76,18 +77,13 @@ def evaluate_items(name: str, items: list[tuple[str, Expected, str | None]], exa
     rows = []
     for i, (problem, exp, qtype) in enumerate(items):
         got = solve(problem)
-        qtype = qtype or got.type or _type_of(problem)
+        qtype = qtype or got.type or infer_type(problem)
         verdict, note = judge(exp, got, qtype), ""
         if verdict == "wrong" and not exact_labels and qtype in ("PN", "PS") and exp.prob is not None:
             inside, note = interval_note(problem, exp)
             verdict = "interval" if inside else "wrong"
         rows.append(Row(name, i, qtype or "?", exp, got, verdict, note))
     return rows
-
-
-def _type_of(problem: str) -> str | None:
-    q = problem.split("Question:", 1)[-1]
-    return infer_type(q)
 
 
 # ----------------------------------------------------------------------------------------------- files

@@ -4,10 +4,9 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 
+from caujax.causal.answer import EFFECT_TYPES, TYPES
 from caujax.causal.scm import CausalGraph
 
-TYPES = ("ATE", "CDE", "ETT", "NDE", "NIE", "PN", "PS")
-EFFECT_TYPES = ("ATE", "CDE", "ETT", "NDE", "NIE")
 NEAR_ZERO = 0.001        # |effect| below this is reported as "~=0 so the answer is No" (DATA.md 1.4)
 
 Assignment = tuple[tuple[str, int], ...]

@@ -1,7 +1,8 @@
 """CauGym / CaLM data: loaders into one Item record, evaluation prompts, SFT targets, preference pairs."""
 from caujax.data.calm import load_calm
 from caujax.data.caugym import TEST_SETS, TRAIN_SETS, load_caugym, load_file, load_test_sets
-from caujax.data.items import TYPES, Item, RowError, infer_type
+from caujax.causal.answer import TYPES, infer_type
+from caujax.data.items import Item, RowError
 from caujax.data.prompts import (INSUFFICIENT_INSTRUCTION, STEP_BY_STEP, chat_prompt, instruction_for, item_prompt,
                                  sft_target, user_message)
 

@@ -42,18 +42,14 @@ def _load(name: str, args):
 
 
 def _convert(args):
-    from caujax.data import pairs, prompts
+    from caujax.data import examples, prompts
 
     items = _load(args.set, args)
     if args.to == "sft":
-        rows = []
-        for it in tqdm(items, desc="render"):
-            if it.reason and it.answer.strip() != "LACK_CONDITION":     # else there is no worked solution
-                rows.append({"id": it.id, "prompt": prompts.user_message(it.problem, prompts.instruction_for(it)),
-                             "completion": prompts.sft_target(it)})
+        rows = [dataclasses.asdict(e) for e in examples.sft_examples(tqdm(items, desc="render"), args.seed)]
     elif args.to in ("dpo", "kto"):
-        make = pairs.dpo_pairs if args.to == "dpo" else pairs.kto_examples
-        rows = [dataclasses.asdict(r) for r in make(tqdm(items, desc="pairs"), args.seed, skip_unusable=True)]
+        make = examples.dpo_examples if args.to == "dpo" else examples.kto_examples
+        rows = [dataclasses.asdict(r) for r in make(tqdm(items, desc="pairs"), args.seed)]
     else:      # rl: prompts with their ground truth, for GRPO/PPO
         rows = [{"id": it.id, "prompt": prompts.user_message(it.problem, prompts.instruction_for(it)),
                  "answer": it.answer, "type": it.type} for it in items]

@@ -4,9 +4,9 @@ from collections.abc import Callable, Iterable
 from tqdm import tqdm
 
 from caujax import scoring
-from caujax.data.items import LACK_CONDITION, TYPES, Item
-
-EFFECT_TYPES = ("ATE", "CDE", "ETT", "NDE", "NIE")
+from caujax.causal import solve
+from caujax.causal.answer import EFFECT_TYPES, LACK_CONDITION, TYPES
+from caujax.data.items import Item
 
 
 def always_zero(item: Item) -> str:
@@ -20,8 +20,6 @@ def always_lack(item: Item) -> str:
 
 def solver(item: Item) -> str:
     """What the symbolic solver prints: its answer JSON, LACK_CONDITION, or nothing when it cannot parse."""
-    from caujax.causal import solve           # deferred: the data package must not need the causal engine
-
     answer = solve(item.problem)
     return answer.to_json() if answer.status in ("ok", "lack_condition") else ""
 

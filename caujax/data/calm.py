@@ -2,8 +2,9 @@
 import os
 import pathlib
 
-from caujax.data.items import (TYPES, Item, check_type, clean_reason, data_root, format_prob, read_rows, require,
-                               row_error, yes_no_from_reason)
+from caujax.causal.answer import TYPES, format_prob
+from caujax.data.items import (Item, check_type, clean_reason, data_root, read_rows, require, row_error,
+                               yes_no_from_reason)
 
 KINDS = ("basic", "natural")
 NATURAL_TYPES = ("ATE", "CDE", "ETT", "NDE", "NIE")      # PN and PS have no Yes/No form

@@ -2,8 +2,9 @@
 import os
 import pathlib
 
-from caujax.data.items import (LACK_CONDITION, Item, check_answer, check_type, clean_reason, data_root, infer_type,
-                               read_rows, require, row_error)
+from caujax.causal.answer import LACK_CONDITION, infer_type
+from caujax.data.items import (Item, check_answer, check_type, clean_reason, data_root, read_rows, require,
+                               row_error)
 
 TEST_SETS = ("base", "rephrased", "omitted", "deconfounding", "redundant", "insufficient")
 TRAIN_SETS = ("rl", "sft")

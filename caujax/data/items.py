@@ -7,8 +7,7 @@ import tempfile
 from dataclasses import dataclass, field
 from typing import Any
 
-TYPES = ("ATE", "CDE", "ETT", "NDE", "NIE", "PN", "PS")
-LACK_CONDITION = "LACK_CONDITION"
+from caujax.causal.answer import LACK_CONDITION, TYPES
 
 
 @dataclass(frozen=True)
@@ -107,28 +106,6 @@ def clean_reason(reason: Any, path, i: int) -> dict[str, str]:
     if bad:
         raise row_error(path, i, f"Reason has keys {bad} that are not 'Step k'")
     return dict(sorted(steps.items(), key=lambda kv: int(kv[0].split()[1])))
-
-
-# DATA.md 1.4: type from the question wording; exact on every non-paraphrased CauGym file.
-_TYPE_RULES = (("PN", r"bound of the probability of the"), ("PS", r"bound of the probability that"),
-               ("NDE", r"mediator keeps constant"), ("NIE", r"held constant and the mediator changes"),
-               ("CDE", r"^Conditioned on"), ("ETT", r"^For those with .* if their"),
-               ("ATE", r"^If .* is changed to be"))
-
-
-def infer_type(problem: str) -> str | None:
-    """The causal quantity a problem asks for, from the text after `Question:`; None when no rule fires."""
-    question = problem.rsplit("Question:", 1)[-1].strip()
-    for name, pattern in _TYPE_RULES:
-        if re.search(pattern, question, re.DOTALL):
-            return name
-    return None
-
-
-def format_prob(value: float) -> str:
-    """CauGym's PROB string: 4 decimals with trailing zeros stripped ("0.2390" -> "0.239", "1.0000" -> "1")."""
-    text = f"{round(float(value), 4):.4f}".rstrip("0").rstrip(".")
-    return "0" if text in ("-0", "") else text
 
 
 def yes_no_from_reason(reason: dict[str, str]) -> str:

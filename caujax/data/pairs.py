@@ -5,6 +5,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from caujax import scoring
+from caujax.causal.corrupt import corrupt
 from caujax.data.items import Item
 from caujax.data.prompts import answer_line, instruction_for, render_solution, sft_target, user_message
 
@@ -39,8 +40,6 @@ def item_seed(seed: int, item: Item) -> int:
 def causal_wrong_solution(item: Item, seed: int) -> str:
     """The causal engine's wrong solution (one plausible mistake, `caujax.causal.corrupt`), rendered exactly as
     the chosen side is. The item's own Reason pins the letters and 0/1 codes the mistake is written in."""
-    from caujax.causal.corrupt import corrupt      # deferred: the data package must import without the engine
-
     wrong = corrupt(item.problem, item.reason or None, seed=seed)
     return render_solution(wrong.reason, answer_line(wrong.answer), item.real_world_meaning)
 

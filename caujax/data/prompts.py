@@ -2,7 +2,8 @@
 import json
 import re
 
-from caujax.data.items import LACK_CONDITION, Item, yes_no_from_reason
+from caujax.causal.answer import LACK_CONDITION
+from caujax.data.items import Item, yes_no_from_reason
 
 STEP_BY_STEP = "Let's think step by step."
 # CauGym eval/instructions/insuff_ins.txt, byte for byte (120 bytes, no trailing newline).

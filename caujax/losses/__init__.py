@@ -1,9 +1,20 @@
-"""Post-training losses as pure functions of arrays, and the registry of per-method objectives."""
-from caujax.losses import dpo, kto, sft
-from caujax.losses.common import Aggregation, Loss, aggregate, logprobs_from_logits, token_logprobs
+"""Post-training losses as pure functions of arrays. The method table (caujax/methods.py) binds each objective to
+its method; `caujax.losses.params` holds the hyperparameter dataclasses and imports no jax, so nothing here is
+imported eagerly (PEP 562): `from caujax.losses import dpo` loads jax, `caujax.losses.params` does not."""
+from __future__ import annotations
 
-# objective(model, batch, params) -> Loss; ppo and grpo join when rl/ lands.
-OBJECTIVES = {"sft": sft.objective, "dpo": dpo.objective, "kto": kto.objective}
+import importlib
 
-__all__ = ["OBJECTIVES", "Aggregation", "Loss", "aggregate", "logprobs_from_logits", "token_logprobs",
-           "dpo", "kto", "sft"]
+_COMMON = ("Aggregation", "Loss", "aggregate", "logprobs_from_logits", "token_logprobs")
+_MODULES = ("common", "dpo", "kto", "params", "sft")
+
+
+def __getattr__(name: str):
+    if name in _MODULES:
+        return importlib.import_module(f"caujax.losses.{name}")
+    if name in _COMMON:
+        return getattr(importlib.import_module("caujax.losses.common"), name)
+    raise AttributeError(f"module 'caujax.losses' has no attribute {name!r}")
+
+
+__all__ = [*_COMMON, *_MODULES]

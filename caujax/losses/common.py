@@ -19,7 +19,7 @@ KTO
     kl_tokens_BT, kl_mask_BT, kl_loss_mask_BT   mismatched pairs: row i holds prompt i with the completion of row
                    i-1 (mod B) of the same per-device batch, TRL's rotate-by-one (the KL reference point z0)
     ref_logp_B, ref_kl_B          float32 summed reference log-probs, from `kto.reference_logps`
-    kto_z0         float32 scalar, optional: the reference point computed by step.py over the whole global batch;
+    kto_z0         float32 scalar, optional: the reference point over the whole global batch (kto.global_fields);
                    without it the objective uses the micro-batch's own (see kto.py)
 """
 from __future__ import annotations
@@ -49,10 +49,21 @@ class Loss:
     total: Array
     count: Array
     metrics: dict[str, Array]
+    # (metric, name of the metric that is its denominator) for metrics not averaged over `count`, e.g. KTO's
+    # rewards/chosen over desirable rows. Static: the same for every micro-batch, so it survives lax.scan.
+    denominators: tuple[tuple[str, str], ...] = dataclasses.field(default=(), metadata={"static": True})
 
     @property
     def value(self) -> Array:
         return self.total / jnp.maximum(self.count, 1.0)
+
+    def metric_means(self) -> dict[str, Array]:
+        """Each metric sum over its denominator (`count`, or the one named in `denominators`); the denominator
+        metrics themselves are counts, not reported. Call on sums over the whole global batch."""
+        own = dict(self.denominators)
+        counts = set(own.values())
+        return {k: v / jnp.maximum(self.metrics[own[k]] if k in own else self.count, 1.0)
+                for k, v in self.metrics.items() if k not in counts}
 
 
 def aggregate(per_tok_BT: Array, mask_BT: Array, mode: Aggregation, *,

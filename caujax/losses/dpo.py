@@ -1,39 +1,12 @@
 """Direct Preference Optimization (Rafailov et al. 2023) with its sigmoid/cDPO, IPO and hinge variants."""
 from __future__ import annotations
 
-import dataclasses
-from typing import Literal
-
 import jax
 import jax.numpy as jnp
 from jax import Array
 
 from caujax.losses.common import Loss, completion_logps
-
-DPOLossType = Literal["sigmoid", "ipo", "hinge"]
-
-
-@dataclasses.dataclass(frozen=True)
-class DPOParams:
-    """beta: β of DPO eq. 7 (for IPO, the τ of Azar et al. eq. 17). TRL default 0.1.
-    loss_type: "sigmoid" (DPO), "ipo" (Azar et al. 2023) or "hinge" (SLiC, Zhao et al. 2023).
-    label_smoothing: ε of conservative DPO (cDPO, Mitchell 2023), sigmoid only. TRL 1.x has no smoothing in its
-    sigmoid loss; at ε = 0 the two are the same function."""
-
-    beta: float = 0.1
-    loss_type: DPOLossType = "sigmoid"
-    label_smoothing: float = 0.0
-
-    def __post_init__(self):
-        if not self.beta > 0:
-            raise ValueError(f"DPOParams.beta must be > 0, got {self.beta}")
-        if self.loss_type not in ("sigmoid", "ipo", "hinge"):
-            raise ValueError(f"DPOParams.loss_type={self.loss_type!r}; expected 'sigmoid', 'ipo' or 'hinge'")
-        if not 0.0 <= self.label_smoothing < 0.5:
-            raise ValueError(f"DPOParams.label_smoothing must be in [0, 0.5), got {self.label_smoothing}")
-        if self.label_smoothing and self.loss_type != "sigmoid":
-            raise ValueError(f"label_smoothing={self.label_smoothing} only applies to loss_type 'sigmoid', "
-                             f"not {self.loss_type!r}")
+from caujax.losses.params import DPOLossType, DPOParams
 
 
 def dpo_loss(logp_c_B: Array, logp_r_B: Array, ref_c_B: Array, ref_r_B: Array, *, beta: float,

@@ -1,34 +1,20 @@
 """Kahneman-Tversky Optimization (Ethayarajh et al. 2024), with TRL's KL reference point from mismatched pairs."""
 from __future__ import annotations
 
-import dataclasses
-
 import jax
 import jax.numpy as jnp
 from jax import Array
 
 from caujax.losses.common import Loss, completion_logps
+from caujax.losses.params import KTOParams
 
-
-@dataclasses.dataclass(frozen=True)
-class KTOParams:
-    """beta: β of KTO eq. 7 (TRL default 0.1). desirable_weight / undesirable_weight: λ_D and λ_U; with
-    n_D != n_U the paper (eq. 8) suggests λ_D n_D / (λ_U n_U) in [1, 4/3]."""
-
-    beta: float = 0.1
-    desirable_weight: float = 1.0
-    undesirable_weight: float = 1.0
-
-    def __post_init__(self):
-        if not self.beta > 0:
-            raise ValueError(f"KTOParams.beta must be > 0, got {self.beta}")
-        for name in ("desirable_weight", "undesirable_weight"):
-            if not getattr(self, name) >= 0:
-                raise ValueError(f"KTOParams.{name} must be >= 0, got {getattr(self, name)}")
+# Metrics averaged over one class of rows rather than all of them (Loss.metric_means).
+DENOMINATORS = (("rewards/chosen", "n_desirable"), ("logps/chosen", "n_desirable"),
+                ("rewards/rejected", "n_undesirable"), ("logps/rejected", "n_undesirable"))
 
 
 def kl_stats(logp_kl_B: Array, ref_kl_B: Array) -> tuple[Array, Array]:
-    """(sum, count) of the log-ratios on the mismatched pairs, detached. Sums, so that step.py can add them over
+    """(sum, count) of the log-ratios on the mismatched pairs, detached. Sums, so that kto.global_fields can add them over
     every micro-batch (and host) before forming the reference point."""
     ratio_B = jax.lax.stop_gradient(logp_kl_B - ref_kl_B)
     return ratio_B.sum(), jnp.asarray(ratio_B.shape[0], ratio_B.dtype)
@@ -46,7 +32,7 @@ def kto_loss(logp_B: Array, ref_logp_B: Array, label_B: Array, z0: Array, *, bet
     total = λ_D ΣL_D + λ_U ΣL_U and count = n_D + n_U, which is TRL's nanmean over the weighted losses.
 
     z0 is an input, not computed here: TRL averages the KL term over the whole (all-process) batch, so with gradient
-    accumulation it must come from every micro-batch of the optimizer step, which only step.py sees.
+    accumulation it must come from every micro-batch of the optimizer step, which `global_fields` sees (the step calls it before the loss).
     Metrics (sums): rewards/chosen and logps/chosen over desirable rows (denominator n_desirable),
     rewards/rejected and logps/rejected over undesirable rows (denominator n_undesirable), kl = z0 * count
     (denominator `count`, so that it averages back to z0)."""
@@ -68,7 +54,7 @@ def kto_loss(logp_B: Array, ref_logp_B: Array, label_B: Array, z0: Array, *, bet
         "n_undesirable": (~desirable_B).astype(per_row_B.dtype).sum(),
         "kl": sg(z0) * count,
     }
-    return Loss(total=per_row_B.sum(), count=count, metrics=metrics)
+    return Loss(total=per_row_B.sum(), count=count, metrics=metrics, denominators=DENOMINATORS)
 
 
 def reference_logps(ref_model, batch: dict[str, Array]) -> dict[str, Array]:
@@ -79,14 +65,21 @@ def reference_logps(ref_model, batch: dict[str, Array]) -> dict[str, Array]:
 
 
 def policy_kl_stats(model, batch: dict[str, Array]) -> tuple[Array, Array]:
-    """`kl_stats` of the policy on a batch's mismatched pairs; step.py sums these over the global batch."""
+    """`kl_stats` of the policy on a batch's mismatched pairs; global_fields sums these over the global batch."""
     logp_kl_B = completion_logps(model, batch["kl_tokens_BT"], batch["kl_mask_BT"], batch["kl_loss_mask_BT"])
     return kl_stats(logp_kl_B, batch["ref_kl_B"])
 
 
+def global_fields(model, micro_batches: dict[str, Array]) -> dict[str, Array]:
+    """KTO's z0 over the whole global batch, every micro-batch included (TRL gathers it across processes), as
+    the `kto_z0` field `objective` reads. `micro_batches` are stacked [M, ...]; forward passes only, detached."""
+    kl_sum_M, kl_count_M = jax.lax.map(lambda mb: policy_kl_stats(model, mb), micro_batches)
+    return {"kto_z0": reference_point(kl_sum_M.sum(), kl_count_M.sum())}
+
+
 def objective(model, batch: dict[str, Array], params: KTOParams) -> Loss:
-    """KTO on one micro-batch. The reference point is `batch["kto_z0"]` when step.py put it there (computed with
-    `policy_kl_stats` + `reference_point` over the global batch); otherwise this micro-batch's own, which equals TRL
+    """KTO on one micro-batch. The reference point is `batch["kto_z0"]` when the step put it there (from
+    `global_fields`, over the global batch); otherwise this micro-batch's own, which equals TRL
     whenever a micro-batch is a whole per-device batch and there is one device."""
     if "kto_z0" in batch:
         z0 = jax.lax.stop_gradient(batch["kto_z0"])

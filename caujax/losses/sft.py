@@ -1,28 +1,15 @@
 """Supervised fine-tuning: token NLL over completion tokens (TRL SFTTrainer, loss_type "nll" or "dft")."""
 from __future__ import annotations
 
-import dataclasses
-from typing import Literal
-
 import jax
 import jax.numpy as jnp
 from jax import Array
 
 from caujax.losses.common import Loss, aggregate, token_logprobs
+from caujax.losses.params import SFTLossType, SFTParams
 
 
-@dataclasses.dataclass(frozen=True)
-class SFTParams:
-    """loss_type: "nll" is -log p_t; "dft" (Wu et al. 2025, Dynamic Fine-Tuning eq. 10) is -stopgrad(p_t) log p_t."""
-
-    loss_type: Literal["nll", "dft"] = "nll"
-
-    def __post_init__(self):
-        if self.loss_type not in ("nll", "dft"):
-            raise ValueError(f"SFTParams.loss_type={self.loss_type!r}; expected 'nll' or 'dft'")
-
-
-def sft_loss(logp_BT: Array, loss_mask_BT: Array, *, loss_type: Literal["nll", "dft"] = "nll") -> Loss:
+def sft_loss(logp_BT: Array, loss_mask_BT: Array, *, loss_type: SFTLossType = "nll") -> Loss:
     """Token-mean NLL over the completion tokens. Returned as (sum, token count), so that summing over
     micro-batches and dividing once gives TRL's per-optimizer-step token mean (its `num_items_in_batch`).
 

@@ -1,24 +1,23 @@
-"""Model layer: the NNX decoder, Hugging Face safetensors import/export and GGUF import."""
+"""Model layer: the NNX decoder, Hugging Face safetensors import/export and GGUF import.
+
+`ModelConfig` and `RopeScaling` are plain dataclasses; the jax-backed names (Decoder, load_pretrained, ...) are
+imported on first use (PEP 562), so `caujax.config` can describe an architecture without importing jax.
+"""
 from __future__ import annotations
 
-import pathlib
+import importlib
 
 from caujax.models.config import ModelConfig, RopeScaling
-from caujax.models.decoder import Decoder, init_cache
-from caujax.models.hf import CheckpointError, save_pretrained
+
+_LAZY = {"Decoder": "caujax.models.decoder", "init_cache": "caujax.models.decoder",
+         "CheckpointError": "caujax.models.hf", "save_pretrained": "caujax.models.hf",
+         "load_pretrained": "caujax.models.load"}
 
 
-def load_pretrained(path, dtype: str | None = None, mesh=None, rules=None):
-    """(model, tokenizer) from a Hugging Face checkpoint directory or a `.gguf` file.
-
-    dtype: "float32" or "bfloat16" for parameters and compute (default float32). With `mesh`, every tensor is
-    placed directly into its sharding under `rules` (sharding.TRAIN_RULES by default)."""
-    path = pathlib.Path(path)
-    if path.suffix == ".gguf":
-        from caujax.models.gguf import load_gguf
-        return load_gguf(path, dtype=dtype, mesh=mesh, rules=rules)
-    from caujax.models.hf import load_hf_dir
-    return load_hf_dir(path, dtype=dtype, mesh=mesh, rules=rules)
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'caujax.models' has no attribute {name!r}")
 
 
 __all__ = ["CheckpointError", "Decoder", "ModelConfig", "RopeScaling", "init_cache", "load_pretrained",

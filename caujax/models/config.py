@@ -52,6 +52,8 @@ class ModelConfig:
     param_dtype: DType = "float32"
     compute_dtype: DType = "float32"
     remat: bool = False                 # training: recompute each block's activations in the backward pass
+    scan_layers: bool = True            # one compiled block applied by lax.scan over the stacked [L, ...] layers;
+    #                                     False: a Python loop over the same parameters (L compiled blocks; tests)
     max_position: int = 32_768          # only recorded for export; the decoder itself has no position table
     bos_token_id: int | None = None
     eos_token_ids: tuple[int, ...] = ()

@@ -9,6 +9,11 @@ Axis letters used in names and einsums:
 Masking is by position, not by array index: a key is visible to a query when it is a real token
 (mask or filled cache slot), its position is <= the query's, and, on sliding-window layers,
 q_pos - k_pos < sliding_window. Left padding, right padding and ring-buffer caches all reduce to that rule.
+
+Layers are stacked: every Block parameter has a leading layer axis L (logical name "layers"), and one compiled
+block is applied by jax.lax.scan, so compile time does not grow with depth. What differs between layers (Gemma 3's
+sliding-window flag and RoPE frequencies) is data fed to the scan, not Python structure. cfg.scan_layers=False runs
+the same stacked parameters in a Python loop (tests compare the two).
 """
 from __future__ import annotations
 
@@ -21,11 +26,14 @@ from flax import nnx
 from caujax.models.config import ModelConfig
 from caujax.sharding import constrain
 
-Cache = list[dict[str, jax.Array]]     # per layer: k_BSKH, v_BSKH, pos_BS (-1 marks an empty slot)
+Cache = dict[str, jax.Array]     # k_LBSKH, v_LBSKH, pos_LBS (-1 marks an empty slot); one S for every layer
 _NEG = -0.7 * float(jnp.finfo(jnp.float32).max)   # finite, so fully masked rows (pad queries) stay NaN-free
 
 
-def _param(rngs: nnx.Rngs, shape, axes, init="normal", dtype="float32") -> nnx.Param:
+def _param(rngs: nnx.Rngs, shape, axes, init="normal", dtype="float32", stack: int | None = None) -> nnx.Param:
+    """A parameter with logical axis names; `stack` = L prepends the layer axis [L, ...] named "layers"."""
+    if stack is not None:
+        shape, axes = (stack, *shape), ("layers", *axes)
     if init == "normal":
         value = 0.02 * jax.random.normal(rngs.params(), shape, jnp.float32)
     elif init == "ones":
@@ -50,9 +58,9 @@ def dense(x, w, contract: int = 1):
 class RMSNorm(nnx.Module):
     """RMSNorm in float32; Gemma stores w centred on 0 and scales by (1 + w)."""
 
-    def __init__(self, dim: int, cfg: ModelConfig, rngs: nnx.Rngs):
+    def __init__(self, dim: int, cfg: ModelConfig, rngs: nnx.Rngs, stack: int | None = None):
         self.eps, self.plus_one = cfg.norm_eps, cfg.norm_plus_one
-        self.scale = _param(rngs, (dim,), ("norm",), "zeros" if cfg.norm_plus_one else "ones", cfg.param_dtype)
+        self.scale = _param(rngs, (dim,), ("norm",), "zeros" if cfg.norm_plus_one else "ones", cfg.param_dtype, stack)
 
     def __call__(self, x):
         x32 = x.astype(jnp.float32)
@@ -93,23 +101,34 @@ def apply_rope(x_BTNH, positions_BT, inv_freq):
     return (x * cos + rotated * sin).astype(x_BTNH.dtype)
 
 
-class Attention(nnx.Module):
-    def __init__(self, cfg: ModelConfig, layer: int, rngs: nnx.Rngs):
-        D, N, K, H, pd = cfg.embed_dim, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim, cfg.param_dtype
-        self.cfg, self.local = cfg, cfg.layer_type(layer) == "local"
-        self.q = _param(rngs, (D, N, H), ("embed", "heads", "head_dim"), dtype=pd)
-        self.k = _param(rngs, (D, K, H), ("embed", "kv_heads", "head_dim"), dtype=pd)
-        self.v = _param(rngs, (D, K, H), ("embed", "kv_heads", "head_dim"), dtype=pd)
-        self.o = _param(rngs, (N, H, D), ("heads", "head_dim", "embed"), dtype=pd)
-        if cfg.qkv_bias:
-            self.q_bias = _param(rngs, (N, H), ("heads", "head_dim"), "zeros", pd)
-            self.k_bias = _param(rngs, (K, H), ("kv_heads", "head_dim"), "zeros", pd)
-            self.v_bias = _param(rngs, (K, H), ("kv_heads", "head_dim"), "zeros", pd)
-        if cfg.qk_norm:
-            self.q_norm = RMSNorm(H, cfg, rngs)
-            self.k_norm = RMSNorm(H, cfg, rngs)
+def layer_inputs(cfg: ModelConfig) -> tuple[jax.Array, jax.Array]:
+    """What differs between layers, as scan inputs: RoPE inverse frequencies inv_freq_LH [L, H/2] (local layers use
+    rope_local_theta and no scaling) and the sliding-window flag is_local_L [L]."""
+    local = [cfg.layer_type(i) == "local" for i in range(cfg.num_layers)]
+    return jnp.stack([rope_inv_freq(cfg, is_local) for is_local in local]), jnp.asarray(local)
 
-    def __call__(self, x_BTD, positions_BT, mask_BT, cache: dict | None, prefill: bool = False):
+
+class Attention(nnx.Module):
+    def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs, stack: int | None = None):
+        D, N, K, H, pd = cfg.embed_dim, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim, cfg.param_dtype
+        self.cfg = cfg
+        self.q = _param(rngs, (D, N, H), ("embed", "heads", "head_dim"), dtype=pd, stack=stack)
+        self.k = _param(rngs, (D, K, H), ("embed", "kv_heads", "head_dim"), dtype=pd, stack=stack)
+        self.v = _param(rngs, (D, K, H), ("embed", "kv_heads", "head_dim"), dtype=pd, stack=stack)
+        self.o = _param(rngs, (N, H, D), ("heads", "head_dim", "embed"), dtype=pd, stack=stack)
+        if cfg.qkv_bias:
+            self.q_bias = _param(rngs, (N, H), ("heads", "head_dim"), "zeros", pd, stack)
+            self.k_bias = _param(rngs, (K, H), ("kv_heads", "head_dim"), "zeros", pd, stack)
+            self.v_bias = _param(rngs, (K, H), ("kv_heads", "head_dim"), "zeros", pd, stack)
+        if cfg.qk_norm:
+            self.q_norm = RMSNorm(H, cfg, rngs, stack)
+            self.k_norm = RMSNorm(H, cfg, rngs, stack)
+
+    def __call__(self, x_BTD, positions_BT, mask_BT, cache: Cache | None, layer, inv_freq, is_local,
+                 prefill: bool = False):
+        """One layer's attention (parameters already sliced to that layer). `layer` indexes the stacked cache;
+        `inv_freq` [H/2] and `is_local` (bool) are that layer's RoPE frequencies and sliding-window flag, Python
+        values in the unrolled loop, scan slices otherwise."""
         cfg, dt = self.cfg, x_BTD.dtype
         proj = lambda w: dense(x_BTD, w[...].astype(dt))
         q_BTNH, k_BTKH, v_BTKH = proj(self.q), proj(self.k), proj(self.v)
@@ -119,7 +138,6 @@ class Attention(nnx.Module):
             v_BTKH += self.v_bias[...].astype(dt)[None, None]
         if cfg.qk_norm:
             q_BTNH, k_BTKH = self.q_norm(q_BTNH), self.k_norm(k_BTKH)
-        inv_freq = rope_inv_freq(cfg, self.local)
         q_BTNH, k_BTKH = apply_rope(q_BTNH, positions_BT, inv_freq), apply_rope(k_BTKH, positions_BT, inv_freq)
 
         # Keys are [cache slots; new tokens]: the new tokens must see each other even when a prefill is longer
@@ -128,10 +146,10 @@ class Attention(nnx.Module):
         if cache is None or prefill:
             keys_BSKH, vals_BSKH, k_pos_BS, k_ok_BS = k_BTKH, v_BTKH, positions_BT, mask_BT
         else:
-            keys_BSKH = jnp.concatenate([cache["k"].astype(dt), k_BTKH], axis=1)
-            vals_BSKH = jnp.concatenate([cache["v"].astype(dt), v_BTKH], axis=1)
-            k_pos_BS = jnp.concatenate([cache["pos"], positions_BT], axis=1)
-            k_ok_BS = jnp.concatenate([cache["pos"] >= 0, mask_BT], axis=1)
+            keys_BSKH = jnp.concatenate([cache["k"][layer].astype(dt), k_BTKH], axis=1)
+            vals_BSKH = jnp.concatenate([cache["v"][layer].astype(dt), v_BTKH], axis=1)
+            k_pos_BS = jnp.concatenate([cache["pos"][layer], positions_BT], axis=1)
+            k_ok_BS = jnp.concatenate([cache["pos"][layer] >= 0, mask_BT], axis=1)
 
         B, T, N, H = q_BTNH.shape
         K = cfg.num_kv_heads
@@ -142,36 +160,37 @@ class Attention(nnx.Module):
             s_BKGTS = jnp.tanh(s_BKGTS / cfg.attn_logit_softcap) * cfg.attn_logit_softcap
         q_pos, k_pos = positions_BT[:, :, None], k_pos_BS[:, None, :]
         visible_BTS = k_ok_BS.astype(bool)[:, None, :] & (k_pos <= q_pos)
-        if self.local:
-            visible_BTS &= q_pos - k_pos < cfg.sliding_window
+        if "local" in cfg.layer_types:   # static: only models with sliding-window layers pay for the select
+            visible_BTS &= jnp.where(is_local, q_pos - k_pos < cfg.sliding_window, True)
         s_BKGTS = jnp.where(visible_BTS[:, None, None], s_BKGTS, _NEG)
         p_BKGTS = jax.nn.softmax(s_BKGTS, axis=-1).astype(dt)
         out_BTNH = jnp.einsum("BKGTS,BSKH->BTKGH", p_BKGTS, vals_BSKH).reshape(B, T, N, H)
         out_BTD = dense(out_BTNH, self.o[...].astype(dt), contract=2)
-        return out_BTD, (None if cache is None else _write_cache(cache, k_BTKH, v_BTKH, positions_BT, mask_BT))
+        return out_BTD, (None if cache is None else _write_cache(cache, layer, k_BTKH, v_BTKH, positions_BT, mask_BT))
 
 
-def _write_cache(cache: dict, k_BTKH, v_BTKH, positions_BT, mask_BT) -> dict:
-    """Store new keys at slot = position % S. Pads, and tokens that a longer-than-S prefill would overwrite in the
-    same call, are sent to slot S and dropped, so no two writes hit one slot (scatter order is undefined)."""
-    S = cache["pos"].shape[1]
+def _write_cache(cache: Cache, layer, k_BTKH, v_BTKH, positions_BT, mask_BT) -> Cache:
+    """Store layer `layer`'s new keys at slot = position % S. Pads, and tokens that a longer-than-S prefill would
+    overwrite in the same call, are sent to slot S and dropped, so no two writes hit one slot (scatter order is
+    undefined). The scatter writes into the stacked buffer in place (it is the scan carry)."""
+    S = cache["pos"].shape[2]
     valid = mask_BT.astype(jnp.int32)
     later_BT = jnp.cumsum(valid[:, ::-1], axis=1)[:, ::-1] - valid     # valid tokens after t in the row
     slot_BT = jnp.where((valid > 0) & (later_BT < S), positions_BT % S, S)
     rows_BT = jnp.broadcast_to(jnp.arange(slot_BT.shape[0])[:, None], slot_BT.shape)
-    put = lambda buf, new: buf.at[rows_BT, slot_BT].set(new.astype(buf.dtype), mode="drop")
+    put = lambda buf, new: buf.at[layer, rows_BT, slot_BT].set(new.astype(buf.dtype), mode="drop")
     return {"k": put(cache["k"], k_BTKH), "v": put(cache["v"], v_BTKH), "pos": put(cache["pos"], positions_BT)}
 
 
 class MLP(nnx.Module):
     """Gated MLP: SwiGLU (silu) or GeGLU (tanh-approximated gelu)."""
 
-    def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
+    def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs, stack: int | None = None):
         D, F, pd = cfg.embed_dim, cfg.mlp_dim, cfg.param_dtype
         self.act = jax.nn.silu if cfg.activation == "silu" else (lambda x: jax.nn.gelu(x, approximate=True))
-        self.gate = _param(rngs, (D, F), ("embed", "mlp"), dtype=pd)
-        self.up = _param(rngs, (D, F), ("embed", "mlp"), dtype=pd)
-        self.down = _param(rngs, (F, D), ("mlp", "embed"), dtype=pd)
+        self.gate = _param(rngs, (D, F), ("embed", "mlp"), dtype=pd, stack=stack)
+        self.up = _param(rngs, (D, F), ("embed", "mlp"), dtype=pd, stack=stack)
+        self.down = _param(rngs, (F, D), ("mlp", "embed"), dtype=pd, stack=stack)
 
     def __call__(self, x_BTD):
         dt = x_BTD.dtype
@@ -181,16 +200,20 @@ class MLP(nnx.Module):
 
 
 class Block(nnx.Module):
-    def __init__(self, cfg: ModelConfig, layer: int, rngs: nnx.Rngs):
-        self.sandwich = cfg.sandwich_norms
-        self.attn_norm, self.attn = RMSNorm(cfg.embed_dim, cfg, rngs), Attention(cfg, layer, rngs)
-        self.mlp_norm, self.mlp = RMSNorm(cfg.embed_dim, cfg, rngs), MLP(cfg, rngs)
-        if cfg.sandwich_norms:
-            self.post_attn_norm = RMSNorm(cfg.embed_dim, cfg, rngs)
-            self.post_mlp_norm = RMSNorm(cfg.embed_dim, cfg, rngs)
+    """All L decoder layers as one module whose parameters are stacked [L, ...]; called on one layer's slice."""
 
-    def __call__(self, x_BTD, positions_BT, mask_BT, cache, prefill: bool = False):
-        a_BTD, cache = self.attn(self.attn_norm(x_BTD), positions_BT, mask_BT, cache, prefill)
+    def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
+        D, L = cfg.embed_dim, cfg.num_layers
+        self.sandwich = cfg.sandwich_norms
+        self.attn_norm, self.attn = RMSNorm(D, cfg, rngs, L), Attention(cfg, rngs, L)
+        self.mlp_norm, self.mlp = RMSNorm(D, cfg, rngs, L), MLP(cfg, rngs, L)
+        if cfg.sandwich_norms:
+            self.post_attn_norm = RMSNorm(D, cfg, rngs, L)
+            self.post_mlp_norm = RMSNorm(D, cfg, rngs, L)
+
+    def __call__(self, x_BTD, positions_BT, mask_BT, cache, layer, inv_freq, is_local, prefill: bool = False):
+        a_BTD, cache = self.attn(self.attn_norm(x_BTD), positions_BT, mask_BT, cache, layer, inv_freq, is_local,
+                                 prefill)
         x_BTD = x_BTD + (self.post_attn_norm(a_BTD) if self.sandwich else a_BTD)
         m_BTD = self.mlp(self.mlp_norm(x_BTD))
         return x_BTD + (self.post_mlp_norm(m_BTD) if self.sandwich else m_BTD), cache
@@ -204,7 +227,7 @@ class Decoder(nnx.Module):
         self.cfg = cfg
         with nnx.use_eager_sharding(False):   # logical names are resolved later against a mesh (sharding.py)
             self.embed = _param(rngs, (cfg.vocab_size, cfg.embed_dim), ("vocab", "embed"), dtype=cfg.param_dtype)
-            self.layers = nnx.List([Block(cfg, i, rngs) for i in range(cfg.num_layers)])
+            self.layers = Block(cfg, rngs)          # stacked: parameters [L, ...]
             self.final_norm = RMSNorm(cfg.embed_dim, cfg, rngs)
             if not cfg.tie_embeddings:
                 self.lm_head = _param(rngs, (cfg.embed_dim, cfg.vocab_size), ("embed", "vocab"), dtype=cfg.param_dtype)
@@ -229,15 +252,29 @@ class Decoder(nnx.Module):
         x_BTD = jnp.take(self.embed[...], tokens_BT, axis=0).astype(dt)
         if cfg.embed_scale:   # HF rounds sqrt(D) to the parameter dtype before multiplying
             x_BTD = x_BTD * jnp.asarray(math.sqrt(cfg.embed_dim), cfg.param_dtype).astype(dt)
-        new_cache = []
-        call = lambda layer, *args: layer(*args, prefill=prefill)      # prefill stays a static Python bool
-        block = nnx.remat(call) if cfg.remat else call
-        for i, layer in enumerate(self.layers):
+        graphdef, stack = nnx.split(self.layers)
+
+        def block(x_BTD, cache, params, layer, inv_freq, is_local):
             # Constraints only at block boundaries: inside a block XLA's propagation from the weights suffices.
             x_BTD = constrain(x_BTD, "batch", "seq", None)   # D replicated: fsdp shards weights only
-            x_BTD, c = block(layer, x_BTD, positions_BT, mask_BT, None if cache is None else cache[i])
-            new_cache.append(c)
-        return self.final_norm(x_BTD), (None if cache is None else new_cache)
+            return nnx.merge(graphdef, params)(x_BTD, positions_BT, mask_BT, cache, layer, inv_freq, is_local,
+                                               prefill=prefill)    # prefill stays a static Python bool
+        if cfg.remat:   # inside a scan, the scan already keeps XLA from merging the recomputation away
+            block = jax.checkpoint(block, prevent_cse=not cfg.scan_layers)
+
+        if cfg.scan_layers:
+            # The KV cache rides in the carry, so each layer's scatter updates the stacked buffer in place.
+            def body(carry, xs):
+                return block(*carry, *xs), None
+            inv_freq_LH, is_local_L = layer_inputs(cfg)
+            xs = (stack, jnp.arange(cfg.num_layers), inv_freq_LH, is_local_L)
+            (x_BTD, cache), _ = jax.lax.scan(body, (x_BTD, cache), xs)
+        else:
+            for i in range(cfg.num_layers):
+                local = cfg.layer_type(i) == "local"
+                params = jax.tree.map(lambda p: p[i], stack)
+                x_BTD, cache = block(x_BTD, cache, params, i, rope_inv_freq(cfg, local), local)
+        return self.final_norm(x_BTD), cache
 
     def logits(self, h_BTD, vocab_start=0, vocab_size: int | None = None):
         """float32 logits for the vocabulary slice [vocab_start, vocab_start + vocab_size); start may be traced."""
@@ -263,11 +300,14 @@ def default_mask_positions(tokens_BT, mask_BT=None, positions_BT=None):
 
 
 def init_cache(cfg: ModelConfig, batch: int, max_len: int) -> Cache:
-    """Empty KV cache: max_len slots on global layers, only the window on sliding-window layers."""
+    """Empty KV cache, stacked over layers: k, v [L, B, S, K, H] and pos [L, B, S] with S = max_len on every layer.
+
+    The trade-off of one S for all layers (so the cache is one scan input): sliding-window layers keep max_len slots
+    where their window would do. For Gemma 3 (5 local : 1 global, window 512-1024) at long contexts that is up to
+    about 6x the cache memory of per-layer sizes; at max_len <= window it costs nothing. Attention masks by position,
+    and writes go to slot = position % S, so the ring-buffer logic is correct for any S."""
     dt = jnp.dtype(cfg.compute_dtype)
-    cache = []
-    for i in range(cfg.num_layers):
-        S = min(max_len, cfg.sliding_window) if cfg.layer_type(i) == "local" else max_len
-        shape = (batch, S, cfg.num_kv_heads, cfg.head_dim)
-        cache.append({"k": jnp.zeros(shape, dt), "v": jnp.zeros(shape, dt), "pos": jnp.full((batch, S), -1, jnp.int32)})
-    return cache
+    shape = (cfg.num_layers, batch, max_len, cfg.num_kv_heads, cfg.head_dim)
+    kv = lambda: constrain(jnp.zeros(shape, dt), "layers", "batch", "seq", "kv_heads", "head_dim")
+    pos = constrain(jnp.full(shape[:3], -1, jnp.int32), "layers", "batch", "seq")
+    return {"k": kv(), "v": kv(), "pos": pos}

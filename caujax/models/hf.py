@@ -169,18 +169,29 @@ def load_weights(model_cfg: ModelConfig, fetch, names, source: str, shardings=No
     graphdef, abstract = nnx.split(nnx.eval_shape(lambda: Decoder(model_cfg, rngs=nnx.Rngs(0))))
     flat = dict(nnx.to_flat_state(abstract))
     dtype = jnp.dtype(model_cfg.param_dtype)
+    by_path: dict[tuple, list[TensorSpec]] = {}
     for spec in specs:
-        flat[spec.path] = flat[spec.path].replace(_place(spec, fetch(spec.hf_name), dtype, source,
-                                                         None if shardings is None else shardings(flat[spec.path])))
+        by_path.setdefault(spec.path, []).append(spec)
+    # One parameter at a time: the host holds at most one stacked [L, ...] kind (all layers' q, say), not the model.
+    for path, group in by_path.items():
+        var = flat[path]
+        if group[0].layer is None:
+            value = _convert(group[0], fetch(group[0].hf_name), dtype, source)
+        else:
+            value = np.empty(var.shape, dtype)
+            for spec in group:
+                value[spec.layer] = _convert(spec, fetch(spec.hf_name), dtype, source)
+        sharding = None if shardings is None else shardings(var)
+        flat[path] = var.replace(jax.device_put(value, sharding) if sharding is not None else jnp.asarray(value))
     return nnx.merge(graphdef, nnx.from_flat_state(flat))
 
 
-def _place(spec: TensorSpec, array: np.ndarray, dtype, source: str, sharding):
+def _convert(spec: TensorSpec, array: np.ndarray, dtype, source: str) -> np.ndarray:
+    """One HF tensor, shape-checked, in decoder layout and dtype."""
     if tuple(array.shape) != hf_shape(spec):
         raise CheckpointError(f"{source}: tensor {spec.hf_name} has shape {tuple(array.shape)}, "
                               f"expected {hf_shape(spec)}")
-    value = np.asarray(spec.to_decoder(array)).astype(dtype)
-    return jax.device_put(value, sharding) if sharding is not None else jnp.asarray(value)
+    return np.asarray(spec.to_decoder(array)).astype(dtype)
 
 
 def load_hf_dir(path, dtype: str | None = None, mesh=None, rules=None):
@@ -213,6 +224,10 @@ def _has_tokenizer(path: pathlib.Path) -> bool:
     return any((path / f).exists() for f in ("tokenizer.json", "tokenizer.model", "tokenizer_config.json"))
 
 
+# One compiled slice per parameter shape (a static index would compile once per layer).
+_layer_slice = jax.jit(lambda x, i: jax.lax.dynamic_index_in_dim(x, i, keepdims=False))
+
+
 def save_pretrained(model: Decoder, tokenizer, path, max_shard_bytes: int = 4 << 30) -> None:
     """Write config.json, safetensors (sharded with an index past max_shard_bytes) and the tokenizer."""
     path = pathlib.Path(path)
@@ -229,7 +244,10 @@ def save_pretrained(model: Decoder, tokenizer, path, max_shard_bytes: int = 4 <<
     shards: list[dict[str, np.ndarray]] = [{}]
     size = 0
     for spec in tensor_table(cfg):
-        array = np.ascontiguousarray(spec.to_hf(fetch_global(flat[spec.path][...])))
+        value = flat[spec.path][...]
+        if spec.layer is not None:    # slice on device: the host gathers one layer's tensor, never a whole stack
+            value = spec.select(value) if isinstance(value, np.ndarray) else _layer_slice(value, np.int32(spec.layer))
+        array = np.ascontiguousarray(spec.to_hf(fetch_global(value)))
         if shards[-1] and size + array.nbytes > max_shard_bytes:
             shards.append({})
             size = 0

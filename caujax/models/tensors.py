@@ -1,6 +1,8 @@
 """The Hugging Face tensor table: HF name <-> decoder parameter path, with the layout change between them.
 
 One declarative table serves import (hf.py, gguf.py) and export; every tensor is checked by name and shape.
+Hugging Face checkpoints keep one tensor per layer (model.layers.{i}.*); the decoder stacks them into one [L, ...]
+parameter per kind, so a per-layer entry names the stacked path and its `layer` index.
 """
 from __future__ import annotations
 
@@ -15,10 +17,15 @@ from caujax.models.config import ModelConfig
 @dataclasses.dataclass(frozen=True)
 class TensorSpec:
     hf_name: str
-    path: tuple[str | int, ...]                 # path into the decoder's nnx.State
-    shape: tuple[int, ...]                       # decoder layout
+    path: tuple[str, ...]                       # path into the decoder's nnx.State
+    shape: tuple[int, ...]                       # decoder layout of this tensor (one layer's slice when stacked)
     to_decoder: Callable[[np.ndarray], np.ndarray]
     to_hf: Callable[[np.ndarray], np.ndarray]
+    layer: int | None = None                     # per-layer HF tensor: index into the stacked [L, ...] parameter
+
+    def select(self, value):
+        """This tensor's part of its decoder parameter: the layer's slice of a stacked one, else all of it."""
+        return value if self.layer is None else value[self.layer]
 
 
 def _same(x):
@@ -43,23 +50,23 @@ def tensor_table(cfg: ModelConfig, prefix: str = "model.") -> list[TensorSpec]:
         return (lambda w: w.T.reshape(D, n, H)), (lambda w: w.reshape(D, n * H).T)
 
     for i in range(cfg.num_layers):
-        hf, ours = f"{prefix}layers.{i}.", ("layers", i)
+        hf, ours = f"{prefix}layers.{i}.", ("layers",)
+        layer = lambda name, path, shape, to_dec, to_hf: specs.append(
+            TensorSpec(f"{hf}{name}", ours + path, shape, to_dec, to_hf, layer=i))
         for hf_norm, our_norm in _NORMS[cfg.sandwich_norms].items():
-            specs.append(TensorSpec(f"{hf}{hf_norm}.weight", ours + (our_norm, "scale"), (D,), _same, _same))
+            layer(f"{hf_norm}.weight", (our_norm, "scale"), (D,), _same, _same)
         for name, n in (("q", N), ("k", K), ("v", K)):
-            to_dec, to_hf = heads_in(n)
-            specs.append(TensorSpec(f"{hf}self_attn.{name}_proj.weight", ours + ("attn", name), (D, n, H), to_dec, to_hf))
+            layer(f"self_attn.{name}_proj.weight", ("attn", name), (D, n, H), *heads_in(n))
             if cfg.qkv_bias:
-                specs.append(TensorSpec(f"{hf}self_attn.{name}_proj.bias", ours + ("attn", f"{name}_bias"), (n, H),
-                                        lambda b, n=n: b.reshape(n, H), lambda b: b.reshape(-1)))
-        specs.append(TensorSpec(f"{hf}self_attn.o_proj.weight", ours + ("attn", "o"), (N, H, D),
-                                lambda w: w.T.reshape(N, H, D), lambda w: w.reshape(N * H, D).T))
+                layer(f"self_attn.{name}_proj.bias", ("attn", f"{name}_bias"), (n, H),
+                      lambda b, n=n: b.reshape(n, H), lambda b: b.reshape(-1))
+        layer("self_attn.o_proj.weight", ("attn", "o"), (N, H, D),
+              lambda w: w.T.reshape(N, H, D), lambda w: w.reshape(N * H, D).T)
         if cfg.qk_norm:
             for name in ("q", "k"):
-                specs.append(TensorSpec(f"{hf}self_attn.{name}_norm.weight", ours + ("attn", f"{name}_norm", "scale"),
-                                        (H,), _same, _same))
+                layer(f"self_attn.{name}_norm.weight", ("attn", f"{name}_norm", "scale"), (H,), _same, _same)
         for name, shape in (("gate", (D, F)), ("up", (D, F)), ("down", (F, D))):
-            specs.append(TensorSpec(f"{hf}mlp.{name}_proj.weight", ours + ("mlp", name), shape, np.transpose, np.transpose))
+            layer(f"mlp.{name}_proj.weight", ("mlp", name), shape, np.transpose, np.transpose)
     specs.append(TensorSpec(f"{prefix}norm.weight", ("final_norm", "scale"), (D,), _same, _same))
     if not cfg.tie_embeddings:
         specs.append(TensorSpec("lm_head.weight", ("lm_head",), (D, V), np.transpose, np.transpose))

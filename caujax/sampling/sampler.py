@@ -17,7 +17,7 @@ from flax import nnx
 
 from caujax.models.decoder import init_cache
 from caujax.sampling.methods import SamplingParams, next_tokens
-from caujax.sharding import SAMPLE_RULES, batch_sharding, fetch_global, put_global, state_shardings, use_rules
+from caujax.sharding import SAMPLE_RULES, batch_sharding, batch_ways, fetch_global, put_global, tree_shardings, use_rules
 
 
 @jax.tree_util.register_dataclass
@@ -30,7 +30,7 @@ class SamplingState:
     lengths_R: jax.Array       # tokens sampled while the row was live (EOS / stop tokens included)
     logits_RV: jax.Array       # logits for the next token
     positions_R: jax.Array     # position of the next token
-    cache: list                # per-layer KV cache (decoder.init_cache)
+    cache: dict                # KV cache stacked over layers: k, v [L, R, S, K, H], pos [L, R, S] (decoder.init_cache)
     rng: jax.Array
 
 
@@ -71,7 +71,7 @@ def _sample(graphdef, state, prompt_BP, mask_BP, rng, *, params: SamplingParams,
         logp_RM=jnp.zeros((B * n, M), jnp.float32), done_R=jnp.zeros((B * n,), bool),
         lengths_R=jnp.zeros((B * n,), jnp.int32),
         logits_RV=rep(logits_B1V[:, 0]), positions_R=rep(positions_BP[:, -1] + 1),
-        cache=jax.tree.map(rep, cache), rng=rng)
+        cache=jax.tree.map(lambda x: jnp.repeat(x, n, axis=1), cache), rng=rng)     # rows are axis 1: [L, B, ...]
     eos = jnp.asarray(eos_ids or (-1,), jnp.int32)
 
     def cond(s: SamplingState):
@@ -108,13 +108,10 @@ def compilations() -> int:
 
 
 def cache_bytes(cfg, rows: int, cache_len: int) -> int:
-    """Bytes of the KV cache for `rows` sequences: global layers hold cache_len slots, local layers their window."""
+    """Bytes of the KV cache for `rows` sequences: every layer holds cache_len slots, sliding-window layers included
+    (the stacked cache has one S for all layers; decoder.init_cache states the trade-off)."""
     itemsize = jnp.dtype(cfg.compute_dtype).itemsize
-    total = 0
-    for i in range(cfg.num_layers):
-        slots = min(cache_len, cfg.sliding_window) if cfg.layer_type(i) == "local" else cache_len
-        total += rows * slots * (2 * cfg.num_kv_heads * cfg.head_dim * itemsize + 4)
-    return total
+    return cfg.num_layers * rows * cache_len * (2 * cfg.num_kv_heads * cfg.head_dim * itemsize + 4)
 
 
 def _free_bytes(device) -> int | None:
@@ -146,7 +143,7 @@ def sample_ids(model, prompts: list[list[int]], params: SamplingParams, *, eos_i
     over ("data", "fsdp") and heads over "tensor" (sharding.SAMPLE_RULES)."""
     if not prompts or any(len(p) == 0 for p in prompts):
         raise ValueError("every prompt needs at least one token")
-    shards = 1 if mesh is None else mesh.shape["data"] * mesh.shape["fsdp"]
+    shards = batch_ways(mesh)
     B, P = bucket(len(prompts), shards), bucket(max(len(p) for p in prompts))
     check_cache_fits(model.cfg, B * params.n, P + params.max_new_tokens, shards)
     tokens = np.full((B, P), pad_id, np.int32)
@@ -163,7 +160,7 @@ def sample_ids(model, prompts: list[list[int]], params: SamplingParams, *, eos_i
     if mesh is None:
         out = _sample(graphdef, state, *args, jax.random.key(params.seed), **static)
     else:
-        state = jax.device_put(state, state_shardings(state, mesh, SAMPLE_RULES))
+        state = jax.device_put(state, tree_shardings(state, mesh, SAMPLE_RULES))
         args = tuple(put_global(a, batch_sharding(mesh)) for a in (tokens, mask))
         with jax.set_mesh(mesh), use_rules(SAMPLE_RULES):
             out = _sample(graphdef, state, *args, jax.random.key(params.seed), **static)
