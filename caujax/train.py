@@ -91,6 +91,15 @@ def train(cfg: RunConfig, resume: bool = False) -> list[dict]:
     if saved and not resume:          # checked first: never load a large model only to refuse the run_dir
         raise ValueError(f"{run_dir} already holds checkpoints (latest: step {saved[-1]}); pass --resume to continue "
                          "it, or choose another --run_dir")
+    manager = checkpoint.make_manager(run_dir, cfg.checkpoint) if saved else None
+    latest = manager and checkpoint.latest_step(manager)
+    if latest is not None:            # resuming: the run must be the same run, and have steps left
+        _check_same_run(checkpoint.saved_config(manager, latest), config_json, run_dir)
+        if latest >= cfg.steps:
+            print(f"caujax.train: {run_dir} is already at step {latest} of steps={cfg.steps}: nothing to train "
+                  f"(raise --steps to continue it)", file=sys.stderr)
+            manager.close()
+            return []
 
     # Mesh: batch rows over data x fsdp, weights over fsdp x tensor.
     mesh = make_mesh(cfg.mesh.data, cfg.mesh.fsdp, cfg.mesh.tensor)
@@ -125,7 +134,7 @@ def train(cfg: RunConfig, resume: bool = False) -> list[dict]:
     # Train state, first match wins (big_vision's precedence, spelled out):
     #  1. --resume and a checkpoint in <run_dir>/checkpoints: the latest (params, moments, step, RNG, data position);
     #  2. otherwise step 0 from the model above (a fresh run was refused above if run_dir holds checkpoints).
-    manager = checkpoint.make_manager(run_dir, cfg.checkpoint)
+    manager = manager or checkpoint.make_manager(run_dir, cfg.checkpoint)
     latest, position = checkpoint.latest_step(manager), None
     if resume and latest is not None:
         state, position = _restore(manager, latest, state, state_sharding, config_json)
@@ -230,6 +239,24 @@ def _restore(manager, step: int, state, state_sharding, config_json: dict):
         hint = ("\nthe checkpoint's run had " + ", ".join(changed)) if changed else ""
         raise checkpoint.CheckpointMismatch(f"{e}{hint}") from None
     return restored, position
+
+
+# What makes a run the same run: a checkpoint continued under another method, data, optimizer, seed or loss
+# hyperparameters would mix two runs in one metrics.jsonl. steps (to extend a run), the mesh, micro-batching (exact
+# accumulation), checkpointing, logging, export and the reference's mode may change; so may the model section, whose
+# weights the checkpoint replaces (a shape change is named by the restore).
+_SAME_RUN = ("method", "data", "optim", "seed")
+_MAY_CHANGE = ("data.micro_batch_size",)
+
+
+def _check_same_run(saved: dict, now: dict, run_dir) -> None:
+    keys = (*_SAME_RUN, now["method"])
+    changed = [d for k in keys for d in _diff(saved.get(k), now.get(k), k)
+               if not d.startswith(tuple(f"{m}=" for m in _MAY_CHANGE))]
+    if changed:
+        raise ValueError(f"--resume: {run_dir} holds a run with other settings: " + ", ".join(changed) + ". Resume "
+                         f"it with its own settings (its config.json), or start a new --run_dir (to start from its "
+                         f"weights: --model.path={run_dir}/hf)")
 
 
 def _diff(saved, now, prefix: str) -> list[str]:

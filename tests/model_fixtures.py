@@ -25,7 +25,8 @@ FAMILIES = ("llama", "qwen2", "qwen3", "gemma3")
 # llama: head_dim 16 gives 8 RoPE frequencies, wavelengths 2π·10^(k/4) = 6.3, 11, 20, 35, 63, 112, 199, 353; Llama
 # 3.1 scaling with original context 128 and high_freq_factor 16 keeps the first (wavelength < 8), divides the last
 # two by 8 (> 128) and smooths the five in between, so all three bands act within the 48 positions of the batch.
-# gemma3: a window of 4 shorter than the test sequences, linear global scaling; a local-global-local stack.
+# gemma3: a window of 4 shorter than the test sequences, linear global scaling; a local-local-global stack, which
+# reads differently backwards, so per-layer inputs (window flag, RoPE base) fed in the wrong layer order show.
 # qwen3 keeps ModelConfig.tiny's shapes (test_checkpoint_errors.py names them).
 TINY = {
     "llama": ModelConfig.tiny("llama", tie_embeddings=False, head_dim=16, norm_eps=2e-2,
@@ -33,7 +34,7 @@ TINY = {
     "qwen2": ModelConfig.tiny("qwen2", norm_eps=1e-2),
     "qwen3": ModelConfig.tiny("qwen3", tie_embeddings=False, norm_eps=3e-2),
     "gemma3": ModelConfig.tiny("gemma3", rope_scaling=RopeScaling("linear", 2.0), final_logit_softcap=3.0,
-                               layer_types=("local", "global", "local"), num_layers=3, norm_eps=2e-2),
+                               layer_types=("local", "local", "global"), num_layers=3, norm_eps=2e-2),
 }
 
 # Parity tolerance: max |caujax - reference| over real tokens <= REL_TOL * max |reference logits| and <= ABS_TOL.

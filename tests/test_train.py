@@ -101,15 +101,14 @@ def test_config_typo_fails_naming_the_key_and_touches_nothing(runs):
     assert _snapshot(run_dir) == before
 
 
-def test_data_row_without_a_completion_fails_naming_the_row_and_touches_nothing(runs, tmp_path):
-    run_dir, _ = runs["sft"]
+def test_data_row_without_a_completion_fails_naming_the_row_and_touches_nothing(tmp_path):
+    run_dir = tmp_path / "run"
     data = tmp_path / "sft.jsonl"
     rows = [{"id": "a", "prompt": "P(Y=1)?", "completion": "0.5"}, {"id": "b", "prompt": "P(Y=0)?"}]
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    before = _snapshot(run_dir)
     with pytest.raises(RowError, match=r"sft.jsonl: row 1: missing field 'completion'"):
-        _run(run_dir, "sft", "--resume", f"--data.source={data}")
-    assert _snapshot(run_dir) == before
+        _run(run_dir, "sft", f"--data.source={data}")
+    assert not run_dir.exists()
 
 
 def test_fresh_run_refuses_a_run_dir_with_checkpoints(runs):
@@ -120,13 +119,33 @@ def test_fresh_run_refuses_a_run_dir_with_checkpoints(runs):
     assert _snapshot(run_dir) == before
 
 
+def test_resume_under_another_method_or_data_is_refused_and_touches_nothing(runs):
+    """A checkpoint continued under another method (or data, optimizer, seed, loss hyperparameters) would mix two
+    runs; it is refused before any model is built, naming what differs."""
+    run_dir, _ = runs["sft"]
+    before = _snapshot(run_dir)
+    with pytest.raises(ValueError, match=r"other settings: method='sft' \(this run: 'kto'\)"):
+        _run(run_dir, "kto", "--steps=4", "--resume")
+    with pytest.raises(ValueError, match=r"data.seed=0 \(this run: 1\), optim.lr="):
+        _run(run_dir, "sft", "--steps=4", "--resume", "--data.seed=1", "--optim.lr=0.5")
+    assert _snapshot(run_dir) == before
+
+
+def test_resume_of_a_finished_run_says_so_and_writes_nothing(runs, capsys):
+    run_dir, _ = runs["sft"]
+    before = _snapshot(run_dir)
+    assert _run(run_dir, "sft", "--resume") == []
+    assert "already at step 2 of steps=2: nothing to train" in capsys.readouterr().err
+    assert _snapshot(run_dir) == before
+
+
 def test_resume_with_another_model_shape_names_the_config_change(runs):
     run_dir, _ = runs["sft"]
     before = _snapshot(run_dir)
     expected = (r"(?s)params\.embed\.value: checkpoint has shape \(1024, 32\) "
                 r".*the checkpoint's run had model\.arch\.embed_dim=32 \(this run: 48\)")
     with pytest.raises(CheckpointMismatch, match=expected):
-        _run(run_dir, "sft", "--resume", "--model.arch.embed_dim=48")
+        _run(run_dir, "sft", "--steps=4", "--resume", "--model.arch.embed_dim=48")
     assert _snapshot(run_dir) == before
 
 

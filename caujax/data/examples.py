@@ -11,6 +11,7 @@ online methods (GRPO, PPO) bring a source that samples from the current policy, 
 """
 from __future__ import annotations
 
+import pathlib
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Protocol
@@ -78,6 +79,8 @@ def load_items(source: str, num: int, seed: int) -> list[Item]:
         return generated_items(num, seed)
     if source.endswith(".json"):
         from caujax.data.caugym import load_file
+        if not pathlib.Path(source).is_file():
+            raise FileNotFoundError(f"data.source={source}: no such file")
         return load_file(source)[: num or None]
     raise ValueError(f"data.source={source!r}: expected 'generated', a .json file of CauGym-format problems, or a "
                      f".jsonl file of rows in the method's format")
@@ -87,6 +90,8 @@ def load_examples(source: str, num: int, seed: int, method: str, examples: Calla
     """The run's training examples: a .jsonl of rows already in `method`'s format, or problems turned into examples
     by `examples(items, seed)`. Bad rows fail here, before anything is written."""
     if source.endswith(".jsonl"):
+        if not pathlib.Path(source).is_file():
+            raise FileNotFoundError(f"data.source={source}: no such file")
         rows = batches.read_examples(source, method)
         return rows[:num] if num else rows
     items = load_items(source, num, seed)
