@@ -135,8 +135,8 @@ def train(cfg: RunConfig, resume: bool = False) -> list[dict]:
     #  1. --resume and a checkpoint in <run_dir>/checkpoints: the latest (params, moments, step, RNG, data position);
     #  2. otherwise step 0 from the model above (a fresh run was refused above if run_dir holds checkpoints).
     manager = manager or checkpoint.make_manager(run_dir, cfg.checkpoint)
-    latest, position = checkpoint.latest_step(manager), None
-    if resume and latest is not None:
+    position = None
+    if latest is not None:            # found and checked above; a fresh run into it was refused
         state, position = _restore(manager, latest, state, state_sharding, config_json)
     start = int(jax.device_get(state.step))
 
