@@ -29,6 +29,8 @@ BENCHMARKS = [
     ("step-dpo", "bench.step_vs_trl", ["--method", "dpo", "--batch", "4", "--seq-len", "512", "--repeats", "2"]),
     ("eval-compilations", "bench.eval_compilations", ["--n", "1", "--max-new-tokens", "4", "--batch-size", "16"]),
     ("compile-depth", "bench.compile_depth", ["--layers", "4", "48", "--repeats", "2"]),
+    ("grpo-iteration", "bench.grpo_vs_trl", ["--prompts", "4", "--group", "8", "--completion-len", "64",
+                                             "--iterations", "4", "--repeats", "2"]),
 ]
 
 

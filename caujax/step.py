@@ -161,7 +161,7 @@ def make_train_step(objective: Callable[..., Loss], tx: optax.GradientTransforma
         # float32 accumulators whatever the parameter dtype: M bf16 additions would round M times.
         g_zero = jax.tree.map(lambda p: jnp.zeros(p.shape, jnp.float32), state.params)
         g_sum, loss_M = jax.lax.scan(body, g_zero, mbs)
-        loss = jax.tree.map(lambda x: x.sum(0), loss_M)          # sums over the global batch
+        loss = loss_M.combine()                                  # sums (and maxima) over the global batch
         n = jnp.maximum(loss.count.astype(jnp.float32), 1.0)
         grads = jax.tree.map(lambda g, p: (g / n).astype(p.dtype), g_sum, state.params)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)

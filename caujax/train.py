@@ -1,4 +1,4 @@
-"""python -m caujax.train --method {sft,dpo,kto} --config configs/tiny.py [--resume] [--a.b=c ...]
+"""python -m caujax.train --method {sft,dpo,kto,grpo,ppo} --config configs/tiny.py [--resume] [--a.b=c ...]
 
 `train` reads top to bottom: config, mesh, text and tokenizer, model, optimizer, checkpoint restore, data, step,
 loop. It names no method: what differs between methods is their row in caujax/methods.py.
@@ -22,7 +22,7 @@ from flax import nnx
 from caujax import checkpoint, methods
 from caujax.config import RunConfig, apply_overrides, load_preset, parse_overrides, to_json_dict
 from caujax.data import batches
-from caujax.data.examples import load_examples, texts
+from caujax.data.examples import SourceContext, load_examples, texts
 from caujax.metrics_log import MetricsLog
 from caujax.models import Decoder, load_pretrained, save_pretrained
 from caujax.models.layout import is_matrix
@@ -122,9 +122,23 @@ def train(cfg: RunConfig, resume: bool = False) -> list[dict]:
     graphdef, params, tokenizer = build_model(cfg, mesh, tokenizer)
     if tokenizer.chat_template is None:
         raise ValueError("the tokenizer has no chat template; set --model.tokenizer to a directory that has one")
+    section = getattr(cfg, cfg.method)
     compute = jnp.dtype(cfg.model.compute_dtype)
     ref_params = jax.tree_util.tree_map_with_path(
-        lambda path, p: p.astype(compute) if is_matrix(path) else jnp.copy(p), params) if method.reference else None
+        lambda path, p: p.astype(compute) if is_matrix(path) else jnp.copy(p),
+        params) if method.uses_reference(section) else None
+    # π_ref is a decoder; the trained module may be more (PPO's value head or critic), built around the decoder.
+    ref = (graphdef, ref_params) if ref_params is not None else None
+    if method.wrap is not None:
+        graphdef, params = method.wrap(graphdef, params, section)
+
+    # Data: the method's batch source, built before anything is written so that bad input (a prompt longer than
+    # the cache, a schedule that splits a rollout) fails first; restarted from the checkpoint's position below. A
+    # method without an in-step reference pass gets π_ref here (PPO's KL penalty goes into its rewards).
+    in_step = method.reference is not None and ref_params is not None
+    data = method.batches(examples, tokenizer, SourceContext(cfg, micro, mesh, None if in_step else ref), None)
+    if not in_step:
+        ref_params = None                         # the step takes none (the rollout holds its own reference)
 
     tx = make_optimizer(cfg.optim, cfg.steps)
     lr = learning_rate(cfg.optim, cfg.steps)
@@ -140,23 +154,26 @@ def train(cfg: RunConfig, resume: bool = False) -> list[dict]:
         state, position = _restore(manager, latest, state, state_sharding, config_json)
     start = int(jax.device_get(state.step))
 
-    # Data: the method's batch source, continued from the checkpoint's position (fixed data: the same shuffled
-    # order on every (re)start). KTO's mismatched pairs rotate within each micro-batch (kl_group rows).
-    data = method.batches(examples, tokenizer, cfg.data, micro, position)
+    # The data continue from the checkpoint's position (fixed data: the same shuffled order on every (re)start;
+    # rollouts: the same prompts and sampling keys).
+    if position is not None:
+        data = data.restart(position)
     table = None
-    if method.reference and cfg.reference.mode == "cached":
+    if in_step and cfg.reference.mode == "cached":
         if not data.fixed:
             raise ValueError(f"reference.mode=cached needs batches fixed before the run; {cfg.method} samples its "
                              f"batches from the policy: use reference.mode=step")
         cache = pathlib.Path(cfg.reference.cache_dir or run_dir / "reference")
-        table = reference_table(cache / f"{cfg.method}-{_fingerprint(cfg, data.rows)}.npz", method.reference,
+        table = reference_table(cache / f"{cfg.method}-{_fingerprint(cfg, data.rows)}.npz",
+                                functools.partial(method.reference, params=section),
                                 graphdef, ref_params, mesh, data.restart(None), cfg.steps,
                                 num_micro_batches=M, row_blocks=method.row_blocks)
         ref_params = None                         # its memory goes back to the policy
 
-    step_fn = make_train_step(functools.partial(method.objective, params=getattr(cfg, cfg.method)), tx,
+    step_fn = make_train_step(functools.partial(method.objective, params=section), tx,
                               graphdef=graphdef, state_sharding=state_sharding, mesh=mesh, num_micro_batches=M,
-                              reference=method.reference if table is None else None,
+                              reference=functools.partial(method.reference, params=section)
+                              if in_step and table is None else None,
                               global_fields=method.global_fields, row_blocks=method.row_blocks)
 
     # Run-level files: process 0 writes them; every process holds what it needs in memory (the tokenizer is trained
@@ -173,7 +190,8 @@ def train(cfg: RunConfig, resume: bool = False) -> list[dict]:
     if jax.process_index() == 0:
         plot_loss(run_dir)
     if cfg.export:
-        export(nnx.merge(graphdef, state.params), tokenizer, run_dir / "hf", texts(examples[:1])[0])
+        model = nnx.merge(graphdef, state.params)
+        export(method.policy(model) if method.policy else model, tokenizer, run_dir / "hf", texts(examples[:1])[0])
     return lines
 
 
@@ -199,6 +217,7 @@ def _loop(cfg, step_fn, graphdef, state, ref_params, data, table, lr, mesh, mana
     from tqdm import tqdm
 
     lines, tokens, last_logged, t0 = [], 0, start, time.perf_counter()
+    source_metrics = getattr(data, "metrics", dict)     # online sources report their rollouts (rl/rollout.py)
     with MetricsLog(cfg.run_dir, start) as log, tqdm(total=cfg.steps, initial=start, desc=cfg.method,
                                                      unit="step", dynamic_ncols=True, file=sys.stderr) as bar:
         for step in range(start, cfg.steps):
@@ -217,10 +236,14 @@ def _loop(cfg, step_fn, graphdef, state, ref_params, data, table, lr, mesh, mana
                                              f"{last_logged} (steps {last_logged + 1}..{done} since)")
                 elapsed = time.perf_counter() - t0
                 line = {"step": done, "lr": float(lr(step)), **metrics, "tokens": tokens,
-                        "tokens_per_s": tokens / max(elapsed, 1e-9)}
+                        "tokens_per_s": tokens / max(elapsed, 1e-9), **source_metrics()}
+                if "rollout_s" in line:           # the rest of the wall time went to the updates
+                    line["update_s"] = max(elapsed - line["rollout_s"], 0.0)
+                    line["update_tokens_per_s"] = tokens / max(line["update_s"], 1e-9)
                 log.write(line)
                 lines.append(line)
-                bar.set_postfix(loss=f"{metrics['loss']:.4f}", tok_s=f"{line['tokens_per_s']:.0f}")
+                bar.set_postfix(loss=f"{metrics['loss']:.4f}", tok_s=f"{line['tokens_per_s']:.0f}",
+                                **({"reward": f"{line['reward_mean']:.3f}"} if "reward_mean" in line else {}))
                 tokens, last_logged, t0 = 0, done, time.perf_counter()
             bar.update(1)
             if checkpoint.due(done, cfg.checkpoint, cfg.steps):

@@ -18,7 +18,7 @@ REPO = pathlib.Path(__file__).resolve().parent.parent
 def test_cli_choices_are_the_table(capsys):
     with pytest.raises(SystemExit):
         train.parse_args(["--config", str(REPO / "configs/tiny.py"), "--method", "ppo-typo"])
-    assert "(choose from 'sft', 'dpo', 'kto')" in capsys.readouterr().err
+    assert "(choose from 'sft', 'dpo', 'kto', 'grpo', 'ppo')" in capsys.readouterr().err
     cfg, _ = train.parse_args(["--config", str(REPO / "configs/tiny.py"), "--method", "kto", "--kto.beta=0.3"])
     assert cfg.method == "kto" and cfg.kto.beta == 0.3
 

@@ -117,6 +117,13 @@ def load_file(path: os.PathLike | str, set_name: str = "generated") -> list[Item
     return [_test_item(row, path, i, set_name) for i, row in enumerate(read_rows(path))]
 
 
+def load_rl_file(path: os.PathLike | str) -> list[Item]:
+    """Any parquet file in the CauGym RL format (train/online_rl.parquet): one user prompt and
+    reward_model.ground_truth per row. A row without them raises RowError naming the file and row."""
+    path = pathlib.Path(path)
+    return [_rl_item(row, path, i) for i, row in enumerate(read_rows(path))]
+
+
 def load_test_sets(data_dir: os.PathLike | str | None = None, **kwargs) -> dict[str, list[Item]]:
     """All six test sets, keyed by name."""
     return {name: load_caugym(name, data_dir, **kwargs) for name in TEST_SETS}

@@ -11,10 +11,12 @@ online methods (GRPO, PPO) bring a source that samples from the current policy, 
 """
 from __future__ import annotations
 
+import dataclasses
 import pathlib
+import re
 import warnings
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
@@ -39,6 +41,18 @@ class BatchSource(Protocol):
     def position(self) -> dict: ...
 
     def restart(self, position: dict | None) -> BatchSource: ...
+
+
+class SourceContext(NamedTuple):
+    """What train.py hands a method's batch-source factory besides the examples and the tokenizer.
+
+    cfg: the RunConfig. micro_batch_size: rows per accumulation micro-batch (KTO's kl_group; rollout scoring
+    chunks). mesh: the training mesh. reference: (graphdef, params) of the frozen π_ref when the method computes
+    reference quantities at rollout time (PPO's KL-in-reward), else None."""
+    cfg: Any
+    micro_batch_size: int
+    mesh: Any = None
+    reference: tuple | None = None
 
 
 class FixedBatches:
@@ -70,20 +84,39 @@ def generated_items(n: int, seed: int, **generate_kwargs) -> list[Item]:
                  set_name="generated", index=i) for i, d in enumerate(generate(n, seed, **generate_kwargs))]
 
 
+def copy_items(n: int, seed: int) -> list[Item]:
+    """A toy verifiable task for CPU tests of online RL: "Copy the probability: 0.3847" with answer
+    {"PROB": "0.3847"}, the number being the first probability the causal engine states in a new problem (so the
+    strict causal reward and the dense "copy" reward of rl/rewards.py both apply). Short prompts, one right answer."""
+    out = []
+    for it in generated_items(n, seed, noncause=0.0):       # non-cause problems state no probabilities
+        facts = it.problem.split("Instruction:")[0]            # not the format example {"PROB": "0.1234"}
+        numbers = re.findall(r"\b0\.\d{2,4}\b", facts) or ["0.5"]
+        out.append(dataclasses.replace(it, id=f"copy_{it.index:07d}", problem=f"Copy the probability: {numbers[0]}",
+                                       answer=f'{{"PROB": "{numbers[0]}"}}', reason={}, set_name="copy"))
+    return out
+
+
 def load_items(source: str, num: int, seed: int) -> list[Item]:
-    """The problems of `data.source`: "generated" (num new problems) or a .json file of CauGym-format problems
-    (its first num, 0 = all). Raises ValueError for any other source."""
-    if source == "generated":
+    """The problems of `data.source`: "generated" (num new problems), "copy" (the toy task of `copy_items`), a .json
+    file of CauGym-format problems or a .parquet file in the CauGym RL format (train/online_rl.parquet: a user
+    prompt and reward_model.ground_truth per row), its first num rows (0 = all). Raises ValueError otherwise."""
+    if source in ("generated", "copy"):
         if not num:
-            raise ValueError("data.num_examples must be > 0 with data.source=generated")
-        return generated_items(num, seed)
+            raise ValueError(f"data.num_examples must be > 0 with data.source={source}")
+        return generated_items(num, seed) if source == "generated" else copy_items(num, seed)
+    if source.endswith(".parquet"):
+        from caujax.data.caugym import load_rl_file
+        if not pathlib.Path(source).is_file():
+            raise FileNotFoundError(f"data.source={source}: no such file")
+        return load_rl_file(source)[: num or None]
     if source.endswith(".json"):
         from caujax.data.caugym import load_file
         if not pathlib.Path(source).is_file():
             raise FileNotFoundError(f"data.source={source}: no such file")
         return load_file(source)[: num or None]
-    raise ValueError(f"data.source={source!r}: expected 'generated', a .json file of CauGym-format problems, or a "
-                     f".jsonl file of rows in the method's format")
+    raise ValueError(f"data.source={source!r}: expected 'generated', 'copy', a .json file of CauGym-format problems, "
+                     f"a .parquet file in the CauGym RL format, or a .jsonl file of rows in the method's format")
 
 
 def load_examples(source: str, num: int, seed: int, method: str, examples: Callable) -> list:
@@ -137,9 +170,26 @@ def kto_examples(items: Sequence[Item], seed: int = 0) -> list:
     return make(items, seed, skip_unusable=True)
 
 
+@dataclasses.dataclass(frozen=True)
+class RLExample:
+    """A prompt for online RL (GRPO, PPO): the user message, and the problem whose answer the rewards check."""
+    id: str
+    prompt: str          # the user message; the chat template is applied at tokenization
+    answer: str          # the ground-truth answer string (Item.answer)
+    item: Item
+
+
+def rl_examples(items: Sequence[Item], seed: int = 0) -> list[RLExample]:
+    """Every problem is an RL prompt (LACK_CONDITION items included: their reward asks for LACK_CONDITION)."""
+    from caujax.data.prompts import instruction_for, user_message
+
+    return [RLExample(it.id, it.problem if it.set_name == "copy" else user_message(it.problem, instruction_for(it)),
+                      it.answer, it) for it in items]
+
+
 def texts(examples) -> list[str]:
     """Every text of the examples (a random-init run trains its tokenizer on these)."""
-    fields = ("prompt", "completion", "chosen", "rejected")
+    fields = ("prompt", "completion", "chosen", "rejected", "answer")
     return [getattr(e, f) for e in examples for f in fields if hasattr(e, f)]
 
 
@@ -172,11 +222,11 @@ def collate_kto(rows, seq_len: int, pad_id: int, kl_group: int) -> dict[str, np.
 
 
 def fixed_source(encode: Callable, collate: Callable) -> Callable:
-    """The batch-source factory of a fixed-data method:
-    (examples, tokenizer, data_cfg, kl_group, position) -> FixedBatches over the encoded rows."""
-    def make(examples, tokenizer, data_cfg, kl_group: int, position: dict | None = None) -> FixedBatches:
+    """The batch-source factory of a fixed-data method: (examples, tokenizer, SourceContext, position) ->
+    FixedBatches over the encoded rows; KTO's mismatched pairs rotate within each micro-batch (kl_group rows)."""
+    def make(examples, tokenizer, ctx: SourceContext, position: dict | None = None) -> FixedBatches:
         rows = encode(tokenizer, examples)
-        pad_id = tokenizer.pad_token_id or 0
+        pad_id, data_cfg, kl_group = tokenizer.pad_token_id or 0, ctx.cfg.data, ctx.micro_batch_size
         return FixedBatches(rows, data_cfg.batch_size, data_cfg.seed,
                             lambda picked: collate(picked, data_cfg.seq_len, pad_id, kl_group), position)
     return make

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import importlib
 
-_COMMON = ("Aggregation", "Loss", "aggregate", "logprobs_from_logits", "token_logprobs")
-_MODULES = ("common", "dpo", "kto", "params", "sft")
+_COMMON = ("Aggregation", "Loss", "aggregate", "hidden_logprobs", "logprobs_from_logits", "token_logprobs")
+_MODULES = ("common", "dpo", "grpo", "kto", "params", "ppo", "sft")
 
 
 def __getattr__(name: str):

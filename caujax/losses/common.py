@@ -21,6 +21,20 @@ KTO
     ref_logp_B, ref_kl_B          float32 summed reference log-probs, from `kto.reference_logps`
     kto_z0         float32 scalar, optional: the reference point over the whole global batch (kto.global_fields);
                    without it the objective uses the micro-batch's own (see kto.py)
+GRPO  (one row per completion: the rollout's R = prompts x G rows, group members adjacent; built by rl/rollout.py)
+    tokens_BT, mask_BT    prompt + completion, padded
+    loss_mask_BT          1 where token t+1 is a completion token (EOS included); 0 on whole rows that leave the
+                          loss (truncated completions under mask_truncated_completions, padding rows)
+    advantage_B    float32 the completion's advantage (rl/advantages.py), already normalised over its group
+    sampler_logp_BT float32 log q: the sampler's log-prob of token t+1 under softmax(logits / T), 0 elsewhere
+    old_logp_BT    float32 optional: log π_old recomputed by the trainer at rollout time; present only when the
+                   rollout batch is reused (num_iterations or mini_batches > 1). Absent: π_old = sg(π_θ).
+    ref_logp_BT    float32 log π_ref (temperature applied), from `grpo.reference_logps`, only when beta > 0
+PPO   (the GRPO fields, and)
+    old_logp_BT    float32 always present (PPO's epochs reuse the rollout)
+    advantage_BT   float32 per-token GAE advantages, whitened, 0 off the completion (replaces advantage_B)
+    return_BT      float32 GAE returns A + V_old
+    old_value_BT   float32 V_old, the value of the prefix ending at token t (the state before token t+1)
 """
 from __future__ import annotations
 
@@ -52,6 +66,9 @@ class Loss:
     # (metric, name of the metric that is its denominator) for metrics not averaged over `count`, e.g. KTO's
     # rewards/chosen over desirable rows. Static: the same for every micro-batch, so it survives lax.scan.
     denominators: tuple[tuple[str, str], ...] = dataclasses.field(default=(), metadata={"static": True})
+    # Metrics that are maxima, not sums (RL's max |log π_old - log q|): combined by max over micro-batches and
+    # reported as they are.
+    maxima: tuple[str, ...] = dataclasses.field(default=(), metadata={"static": True})
 
     @property
     def value(self) -> Array:
@@ -62,8 +79,13 @@ class Loss:
         metrics themselves are counts, not reported. Call on sums over the whole global batch."""
         own = dict(self.denominators)
         counts = set(own.values())
-        return {k: v / jnp.maximum(self.metrics[own[k]] if k in own else self.count, 1.0)
+        return {k: v if k in self.maxima else v / jnp.maximum(self.metrics[own[k]] if k in own else self.count, 1.0)
                 for k, v in self.metrics.items() if k not in counts}
+
+    def combine(self) -> Loss:
+        """A Loss stacked over micro-batches [M] -> the global batch's: sums add, `maxima` take the max."""
+        metrics = {k: v.max(0) if k in self.maxima else v.sum(0) for k, v in self.metrics.items()}
+        return dataclasses.replace(self, total=self.total.sum(0), count=self.count.sum(0), metrics=metrics)
 
 
 def aggregate(per_tok_BT: Array, mask_BT: Array, mode: Aggregation, *,
@@ -111,12 +133,22 @@ def logprobs_from_logits(logits_BTV: Array, targets_BT: Array,
 def token_logprobs(model, tokens_BT: Array, mask_BT: Array, *, temperature: float = 1.0,
                    vocab_chunk: int = VOCAB_CHUNK) -> Array:
     """Log-prob of each next token under `model`, aligned so that `logp_BT[:, t] = log p(tokens[t+1] | tokens[<=t])`;
-    the last column, and any position whose target or context token is padding, is 0.
+    the last column, and any position whose target or context token is padding, is 0 (see `hidden_logprobs`)."""
+    return hidden_logprobs(model, model.hidden(tokens_BT, mask_BT), tokens_BT, mask_BT, temperature=temperature,
+                           vocab_chunk=vocab_chunk)
+
+
+def hidden_logprobs(model, h_BTD: Array, tokens_BT: Array, mask_BT: Array, *, temperature: float = 1.0,
+                    vocab_chunk: int = VOCAB_CHUNK, entropy: bool = False) -> Array | tuple[Array, Array]:
+    """`token_logprobs` from the final hidden states h_BTD = model.hidden(tokens_BT, mask_BT), for callers that
+    also read h (PPO's value head on the policy trunk). With entropy=True, returns (logp_BT, entropy_BT): the entropy
+    H_t = logZ - E_p[z] of softmax(logits / T) at each position, nats, 0 where logp is 0.
 
     The vocabulary is walked in chunks of `vocab_chunk` columns with a running logsumexp (the online-softmax
     recurrence), so at most [B, T, vocab_chunk] float32 logits exist at once, in the forward and, thanks to the
     rematerialised scan body, in the backward pass too. A vocabulary that is not a multiple of the chunk ends with
-    one static remainder chunk, so no column is counted twice and the model's slice never runs past the end.
+    one static remainder chunk, so no column is counted twice and the model's slice never runs past the end. The
+    entropy rides the same recurrence: a running Σ exp(z - max)·z, rescaled whenever the max grows.
     """
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
@@ -124,22 +156,26 @@ def token_logprobs(model, tokens_BT: Array, mask_BT: Array, *, temperature: floa
         raise ValueError(f"vocab_chunk must be > 0, got {vocab_chunk}")
     vocab_size = model.cfg.vocab_size
     targets_BT, valid_BT = next_token_targets(tokens_BT, mask_BT)
-    h_BTD = model.hidden(tokens_BT, mask_BT)
 
     def fold(carry, start, size):
-        """Fold the logits of columns [start, start+size) into (running max, sum of exp, target logit)."""
-        max_BT, sumexp_BT, target_BT = carry
+        """Fold the logits of columns [start, start+size) into (running max, Σ exp, Σ exp·z, target logit)."""
+        max_BT, sumexp_BT, sumz_BT, target_BT = carry
         z_BTC = model.logits(h_BTD, start, size).astype(jnp.float32) / temperature
         new_max_BT = jnp.maximum(max_BT, z_BTC.max(-1))
-        sumexp_BT = sumexp_BT * jnp.exp(max_BT - new_max_BT) + jnp.exp(z_BTC - new_max_BT[..., None]).sum(-1)
+        rescale_BT = jnp.exp(max_BT - new_max_BT)
+        e_BTC = jnp.exp(z_BTC - new_max_BT[..., None])
+        sumexp_BT = sumexp_BT * rescale_BT + e_BTC.sum(-1)
+        if entropy:
+            sumz_BT = sumz_BT * rescale_BT + (e_BTC * z_BTC).sum(-1)
         offset_BT = targets_BT - start
         in_chunk_BT = (offset_BT >= 0) & (offset_BT < size)
         picked_BT = jnp.take_along_axis(z_BTC, jnp.clip(offset_BT, 0, size - 1)[..., None], axis=-1)[..., 0]
         target_BT = target_BT + jnp.where(in_chunk_BT, picked_BT, 0.0)
-        return new_max_BT, sumexp_BT, target_BT
+        return new_max_BT, sumexp_BT, sumz_BT, target_BT
 
     shape = tokens_BT.shape
-    carry = (jnp.full(shape, -jnp.inf, jnp.float32), jnp.zeros(shape, jnp.float32), jnp.zeros(shape, jnp.float32))
+    zeros = lambda: jnp.zeros(shape, jnp.float32)
+    carry = (jnp.full(shape, -jnp.inf, jnp.float32), zeros(), zeros(), zeros())
     chunk = min(vocab_chunk, vocab_size)
     num_full, remainder = divmod(vocab_size, chunk)
     if num_full == 1:
@@ -150,9 +186,12 @@ def token_logprobs(model, tokens_BT: Array, mask_BT: Array, *, temperature: floa
         carry, _ = jax.lax.scan(body, carry, jnp.arange(num_full, dtype=jnp.int32) * chunk)
     if remainder:
         carry = fold(carry, num_full * chunk, remainder)
-    max_BT, sumexp_BT, target_BT = carry
-    logp_BT = target_BT - (max_BT + jnp.log(sumexp_BT))
-    return jnp.where(valid_BT, logp_BT, 0.0)
+    max_BT, sumexp_BT, sumz_BT, target_BT = carry
+    log_z_BT = max_BT + jnp.log(sumexp_BT)
+    logp_BT = jnp.where(valid_BT, target_BT - log_z_BT, 0.0)
+    if not entropy:
+        return logp_BT
+    return logp_BT, jnp.where(valid_BT, log_z_BT - sumz_BT / sumexp_BT, 0.0)
 
 
 def completion_logps(model, tokens_BT: Array, mask_BT: Array, loss_mask_BT: Array, *,

@@ -60,7 +60,7 @@ def _split_pairs(x_B2, name: str):
     return x_B2[:half], x_B2[half:]
 
 
-def reference_logps(ref_model, batch: dict[str, Array]) -> dict[str, Array]:
+def reference_logps(ref_model, batch: dict[str, Array], params=None) -> dict[str, Array]:
     """The reference fields of a DPO batch: the same forward as the policy's, under stop_gradient (STYLE 19)."""
     logp_B2 = jax.lax.stop_gradient(completion_logps(ref_model, batch["tokens_BT"], batch["mask_BT"],
                                                      batch["loss_mask_BT"]))

@@ -57,7 +57,7 @@ def kto_loss(logp_B: Array, ref_logp_B: Array, label_B: Array, z0: Array, *, bet
     return Loss(total=per_row_B.sum(), count=count, metrics=metrics, denominators=DENOMINATORS)
 
 
-def reference_logps(ref_model, batch: dict[str, Array]) -> dict[str, Array]:
+def reference_logps(ref_model, batch: dict[str, Array], params=None) -> dict[str, Array]:
     """The reference fields of a KTO batch, on the real and on the mismatched pairs, under stop_gradient."""
     ref_logp_B = completion_logps(ref_model, batch["tokens_BT"], batch["mask_BT"], batch["loss_mask_BT"])
     ref_kl_B = completion_logps(ref_model, batch["kl_tokens_BT"], batch["kl_mask_BT"], batch["kl_loss_mask_BT"])

@@ -1,0 +1,310 @@
+"""Online RL batches: prompts -> G completions each from the jitted KV-cache sampler -> rewards -> advantages -> the
+GRPO / PPO training batch (losses/common.py layout), behind the same BatchSource interface as fixed data.
+
+One rollout feeds `steps_per_rollout` = passes x mini-batches optimizer steps (GRPO num_iterations x mini_batches,
+PPO ppo_epochs x mini_batches): it samples mini_batches x data.batch_size completions, and each optimizer step takes
+one data.batch_size slice of them, in order, pass after pass. The old log-probs log π_old are recomputed by the
+trainer's own forward pass at rollout time only when the batch is reused (otherwise π_old = sg(π_θ) in the loss,
+TRL's on-policy shortcut); the sampler's log q are always kept, so the agreement between the two is logged each step.
+
+The policy's weights reach the sampler without a copy: `nnx.merge(graphdef, state.params)` wraps the train state's
+own arrays; with fsdp > 1 the sampler's layout (whole weights per data shard, sharding.SAMPLE_RULES) is a resharded
+copy that lives for the rollout only.
+
+Determinism: prompts come from a seeded per-epoch shuffle (data.batches.Batches) and rollout k samples with the
+key (data.seed, k, round), so a resumed run draws the same rollouts as an uninterrupted one from the same weights.
+"""
+from __future__ import annotations
+
+import json
+import pathlib
+import time
+
+import jax
+import numpy as np
+from flax import nnx
+
+from caujax.data import batches as fixed
+from caujax.data.examples import RLExample, SourceContext
+from caujax.metrics_log import truncate
+from caujax.rl import advantages as adv
+from caujax.rl.rewards import RewardSet
+from caujax.sampling.methods import SamplingParams
+from caujax.scoring import score
+from caujax.sampling.sampler import sample_ids
+from caujax.sharding import fetch_global
+from caujax.step import place_batch, reference_fields, split_micro_batches
+
+STUCK_FRACTION = 0.95       # a rollout is "stuck" when this share of completions is truncated or of groups flat
+
+
+class RolloutStuck(ValueError):
+    """Training cannot learn: almost every completion is truncated, or almost every group has one reward."""
+
+
+class RolloutSource:
+    """The BatchSource of GRPO and PPO (data/examples.py). `method` is "grpo" or "ppo"; `fields(model, ...)` and
+    `score(...)` below are where the two differ."""
+
+    fixed = False
+
+    def __init__(self, examples: list[RLExample], tokenizer, ctx: SourceContext, position: dict | None, method: str):
+        cfg = ctx.cfg
+        self.examples, self.tokenizer, self.ctx, self.method = examples, tokenizer, ctx, method
+        self.params = getattr(cfg, method)
+        ro = self.params.rollout
+        self.ro, self.G = ro, ro.n
+        self.steps_per_rollout = self.params.steps_per_rollout
+        self.rows = cfg.data.batch_size * self.params.mini_batches        # completions per rollout
+        _check_schedule(cfg, method, self.rows, self.G, self.steps_per_rollout)
+        self.seq_len = ro.max_prompt_length + ro.max_completion_length
+        self.prompt_ids = encode_prompts(tokenizer, examples, ro.max_prompt_length, f"{method}.rollout")
+        self.eos_ids = tuple(sorted({tokenizer.eos_token_id} | set(getattr(tokenizer, "extra_eos_ids", ()))))
+        self.pad_id = tokenizer.pad_token_id or 0
+        self.rewards = RewardSet.from_params(ro)
+        self.run_dir = pathlib.Path(cfg.run_dir)
+        position = position or {}
+        self.k, self.stuck = int(position.get("rollouts", 0)), int(position.get("stuck", 0))
+        self.prompts = fixed.Batches(list(range(len(examples))), self.rows // self.G, cfg.data.seed, list,
+                                     position.get("prompts"))
+        self.buffer, self.j = None, 0
+        self.last, self.seconds, self.sampled_tokens = {}, 0.0, 0
+        self._scorers = {}
+        if self.k and jax.process_index() == 0:      # a resumed run redraws the rollouts after its checkpoint
+            truncate(self.run_dir / "rollouts.jsonl", self.k * self.steps_per_rollout)
+
+    # --- BatchSource --------------------------------------------------------------------------------------------
+    def next(self, policy) -> dict[str, np.ndarray]:
+        if self.buffer is None:
+            self.buffer = self._rollout(policy)
+        B = self.ctx.cfg.data.batch_size
+        mb = self.j % self.params.mini_batches
+        batch = {k: v[mb * B:(mb + 1) * B] for k, v in self.buffer.items()}
+        self.j += 1
+        if self.j == self.steps_per_rollout:
+            self.buffer, self.j = None, 0
+        return batch
+
+    def position(self) -> dict:
+        if self.j:      # _check_schedule keeps checkpoints on rollout boundaries
+            raise RuntimeError(f"checkpoint inside rollout {self.k} (step {self.j} of {self.steps_per_rollout})")
+        return {"prompts": self.prompts.position(), "rollouts": self.k, "stuck": self.stuck}
+
+    def restart(self, position: dict | None) -> RolloutSource:
+        return RolloutSource(self.examples, self.tokenizer, self.ctx, position, self.method)
+
+    def metrics(self) -> dict[str, float]:
+        """The latest rollout's statistics, and rollout seconds / sampled tokens per second since the last call."""
+        out = dict(self.last, rollout_s=self.seconds,
+                   rollout_tokens_per_s=self.sampled_tokens / max(self.seconds, 1e-9))
+        self.seconds, self.sampled_tokens = 0.0, 0
+        return out
+
+    # --- one rollout --------------------------------------------------------------------------------------------
+    def _rollout(self, policy) -> dict[str, np.ndarray]:
+        from caujax.rl.critic import policy_of
+
+        t0 = time.perf_counter()
+        model = nnx.merge(policy.graphdef, policy.state.params)
+        decoder = policy_of(model)
+        groups_needed = self.rows // self.G
+        dynamic = getattr(self.params, "dynamic_sampling", False)
+        kept, first_spread, rounds = [], None, 0
+        while True:
+            picked = next(self.prompts)
+            group = self._sample_groups(decoder, picked, rounds)
+            flat = adv.zero_spread(group["reward_R"], self.G) if self.G > 1 else np.zeros(len(picked), bool)
+            first_spread = np.asarray(flat) if first_spread is None else first_spread
+            keep = ~np.asarray(flat) if dynamic else np.ones(len(picked), bool)
+            kept += [_take_group(group, g, self.G) for g in np.flatnonzero(keep)]
+            if not dynamic or len(kept) >= groups_needed or rounds >= self.params.max_resample_rounds:
+                break
+            rounds += 1
+        kept = kept[:groups_needed]
+        filler = groups_needed - len(kept)
+        rows = _concat(kept) if kept else None
+        batch, stats = self._batch(policy, rows, filler)
+        stats |= {"zero_spread_fraction": float(first_spread.mean()), "resample_rounds": rounds,
+                  "filler_rows": filler * self.G}
+        self._check_stuck(stats)
+        self._write_table(rows)
+        self.k += 1
+        self.seconds += time.perf_counter() - t0
+        self.last = stats
+        return batch
+
+    def _sample_groups(self, decoder, picked: list[int], round_: int) -> dict:
+        ro = self.ro
+        params = SamplingParams(n=self.G, temperature=ro.temperature, top_p=ro.top_p, top_k=ro.top_k,
+                                max_new_tokens=ro.max_completion_length,
+                                seed=int(np.random.SeedSequence([self.ctx.cfg.data.seed, self.k, round_])
+                                         .generate_state(1)[0] >> 1))
+        out = sample_ids(decoder, [self.prompt_ids[i] for i in picked], params, eos_ids=self.eos_ids,
+                         pad_id=self.pad_id, mesh=self.ctx.mesh)
+        self.sampled_tokens += int(out.lengths.sum())
+        rows = [i for i in picked for _ in range(self.G)]
+        completions = [out.tokens[r, :out.lengths[r]].tolist() for r in range(len(rows))]
+        texts = [self.tokenizer.decode([t for t in c if t not in self.eos_ids], skip_special_tokens=True)
+                 for c in completions]
+        examples = [self.examples[i] for i in rows]
+        total, terms = self.rewards([e.prompt for e in examples], texts, [e.item for e in examples],
+                                    lengths=out.lengths, truncated=~out.done)
+        correct = np.asarray([score(t, e.answer, "strict") for t, e in zip(texts, examples)], np.float64)
+        return {"correct_R": correct, "example_R": np.asarray(rows), "completion_R": completions, "text_R": texts,
+                "sampler_logp_R": [out.logp[r, :out.lengths[r]] for r in range(len(rows))],
+                "reward_R": np.asarray(total, np.float64), "terms": terms, "done_R": np.asarray(out.done),
+                "length_R": np.asarray(out.lengths)}
+
+    def _batch(self, policy, rows: dict | None, filler_groups: int) -> tuple[dict, dict]:
+        """Token rows in the common.py layout, the method's fields, and the rollout's statistics."""
+        R, T = self.rows, self.seq_len
+        tokens = np.full((R, T), self.pad_id, np.int32)
+        mask, loss_mask = np.zeros((R, T), np.int32), np.zeros((R, T), np.int32)
+        sampler_logp = np.zeros((R, T), np.float32)
+        n_real = 0 if rows is None else len(rows["example_R"])
+        for r in range(R):
+            # Filler rows (dynamic sampling's partial batch) repeat a real row's tokens with no loss: a fully padded
+            # row would give attention nothing to attend to.
+            src = r if r < n_real else 0
+            prompt = self.prompt_ids[rows["example_R"][src]] if n_real else [self.pad_id]
+            completion = rows["completion_R"][src] if n_real else []
+            P, C = len(prompt), len(completion)
+            tokens[r, :P + C], mask[r, :P + C] = prompt + completion, 1
+            if r < n_real:
+                loss_mask[r, P - 1:P + C - 1] = 1
+                sampler_logp[r, P - 1:P + C - 1] = rows["sampler_logp_R"][r]
+        reward = np.zeros(R) if not n_real else np.concatenate([rows["reward_R"], np.zeros(R - n_real)])
+        done = np.ones(R, bool) if not n_real else np.concatenate([rows["done_R"], np.ones(R - n_real, bool)])
+        if self.ro.mask_truncated_completions:
+            loss_mask[~done] = 0
+        batch = {"tokens_BT": tokens, "mask_BT": mask, "loss_mask_BT": loss_mask, "sampler_logp_BT": sampler_logp}
+        fields, extra = self._method_fields(policy, batch, reward, done, n_real)
+        stats = _stats(rows) if n_real else {}
+        return batch | fields, stats | extra
+
+    def _method_fields(self, policy, batch, reward, done, n_real) -> tuple[dict[str, np.ndarray], dict]:
+        p, G = self.params, self.G
+        real = np.arange(self.rows) < n_real
+        if self.method == "grpo":
+            r = np.where(real, reward, np.nan)       # NaN rows (fillers) leave the group statistics, advantage 0
+            if p.advantage_estimator == "rloo":
+                a = adv.rloo_advantages(np.nan_to_num(r), G)
+            else:
+                a = adv.group_advantages(r, G, scale=p.scale_rewards, ddof=p.std_ddof, epsilon=p.advantage_epsilon)
+            out = {"advantage_B": np.where(real, np.asarray(a, np.float32), 0.0).astype(np.float32)}
+            if not p.on_policy:
+                out |= self._score(policy, batch, "old")
+            return out, {}
+        # PPO: π_old and V_old by the trainer, π_ref for the KL penalty in the reward, then GAE.
+        from caujax.rl.shaping import ppo_fields
+        scored = self._score(policy, batch, "ppo")
+        ref = self._score(None, batch, "ref") if self.ctx.reference is not None else None
+        return ppo_fields(batch, scored, ref, reward, done, p)
+
+    def _score(self, policy, batch: dict, kind: str) -> dict[str, np.ndarray]:
+        """Trainer-side fields of the rollout batch, one optimizer batch at a time, micro-batch by micro-batch
+        (step.reference_fields, so the forward is the step's own): "old" log π_old, "ppo" log π_old and V_old,
+        "ref" log π_ref."""
+        from caujax.rl.logprobs import scorer
+
+        if kind == "ref":
+            graphdef, params = self.ctx.reference
+        else:
+            graphdef, params = policy.graphdef, policy.state.params
+        fn = self._scorers.get(kind) or self._scorers.setdefault(
+            kind, scorer(kind, graphdef, self.ctx.mesh, self.ctx.cfg.data.num_micro_batches, self.ro.temperature))
+        B = self.ctx.cfg.data.batch_size
+        parts = [fn(params, place_batch({k: v[i:i + B] for k, v in batch.items() if k in ("tokens_BT", "mask_BT")},
+                                        self.ctx.mesh)) for i in range(0, self.rows, B)]
+        parts = [jax.tree.map(fetch_global, part) for part in parts]
+        return {k: np.concatenate([part[k] for part in parts]) for k in parts[0]}
+
+    def _check_stuck(self, stats: dict) -> None:
+        limit = self.ro.stuck_rollouts
+        flat = stats.get("zero_spread_fraction", 0.0) >= STUCK_FRACTION and self.G > 1
+        cut = stats.get("truncated_fraction", 0.0) >= STUCK_FRACTION
+        self.stuck = self.stuck + 1 if (flat or cut) else 0
+        if limit and self.stuck >= limit:
+            what = (f"{stats['truncated_fraction']:.0%} of completions hit max_completion_length="
+                    f"{self.ro.max_completion_length}" if cut else
+                    f"{stats['zero_spread_fraction']:.0%} of groups gave all {self.G} completions the same reward "
+                    f"(no advantage, no gradient)")
+            raise RolloutStuck(
+                f"rollout {self.k}: {what}, for {self.stuck} rollouts in a row ({self.method}.rollout.stuck_rollouts="
+                f"{limit}). Raise max_completion_length, check the prompt asks for the answer format, use an easier "
+                f"data.source or more completions per prompt; the run's checkpoints are kept (--resume continues)")
+
+    def _write_table(self, rows: dict | None) -> None:
+        every = self.ro.log_every
+        if not every or self.k % every or rows is None or jax.process_index() != 0:
+            return
+        step = self.k * self.steps_per_rollout + 1         # the first optimizer step trained on this rollout
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.run_dir / "rollouts.jsonl", "a") as f:
+            for r, i in enumerate(rows["example_R"]):
+                ex = self.examples[i]
+                f.write(json.dumps({"step": step, "rollout": self.k, "id": ex.id, "prompt": ex.prompt,
+                                    "completion": rows["text_R"][r], "reward": float(rows["reward_R"][r]),
+                                    **{f"reward/{k}": float(v[r]) for k, v in rows["terms"].items()},
+                                    "tokens": int(rows["length_R"][r]), "truncated": not bool(rows["done_R"][r]),
+                                    "answer": ex.answer}) + "\n")
+
+
+def grpo_batches(examples, tokenizer, ctx: SourceContext, position: dict | None = None) -> RolloutSource:
+    return RolloutSource(examples, tokenizer, ctx, position, "grpo")
+
+
+def ppo_batches(examples, tokenizer, ctx: SourceContext, position: dict | None = None) -> RolloutSource:
+    return RolloutSource(examples, tokenizer, ctx, position, "ppo")
+
+
+def encode_prompts(tokenizer, examples: list[RLExample], max_prompt_length: int, where: str) -> list[list[int]]:
+    """Chat-templated prompt ids (the path SFT rows take, data/batches.encode); a prompt over max_prompt_length is
+    refused by name: cutting it would drop the question, and the KV cache is sized from this limit."""
+    ids = [p for p, _ in fixed.encode(tokenizer, [e.prompt for e in examples], [""] * len(examples))]
+    for e, p in zip(examples, ids):
+        if len(p) > max_prompt_length:
+            raise ValueError(f"prompt {e.id!r} has {len(p)} tokens, more than {where}.max_prompt_length="
+                             f"{max_prompt_length} (the KV cache holds prompt + completion); raise it, or drop the "
+                             f"row from data.source")
+    return ids
+
+
+def _check_schedule(cfg, method: str, rows: int, G: int, spr: int) -> None:
+    if rows % G:
+        raise ValueError(f"{method}: data.batch_size x mini_batches = {rows} completions per rollout is not a multiple "
+                         f"of {method}.rollout.n={G} (whole groups)")
+    for name, value in (("steps", cfg.steps), ("checkpoint.every_steps", cfg.checkpoint.every_steps)):
+        if value % spr:
+            raise ValueError(f"{name}={value} is not a multiple of the {spr} optimizer steps each {method} rollout "
+                             f"feeds (passes x mini_batches): checkpoints must fall between rollouts")
+
+
+def _take_group(group: dict, g: int, G: int) -> dict:
+    sl = slice(g * G, (g + 1) * G)
+    out = {k: (v[sl] if not isinstance(v, dict) else {n: t[sl] for n, t in v.items()}) for k, v in group.items()}
+    return out
+
+
+def _concat(groups: list[dict]) -> dict:
+    out = {}
+    for k, v in groups[0].items():
+        if isinstance(v, dict):
+            out[k] = {n: np.concatenate([g[k][n] for g in groups]) for n in v}
+        elif isinstance(v, list):
+            out[k] = [x for g in groups for x in g[k]]
+        else:
+            out[k] = np.concatenate([g[k] for g in groups])
+    return out
+
+
+def _stats(rows: dict) -> dict[str, float]:
+    """Host statistics of the rows trained on (fillers excluded)."""
+    reward, lengths = rows["reward_R"], rows["length_R"]
+    out = {"reward_mean": float(np.nanmean(reward)), "reward_std": float(np.nanstd(reward)),
+           "completion_length": float(lengths.mean()), "completion_length_max": float(lengths.max()),
+           "truncated_fraction": float(1.0 - rows["done_R"].mean())}
+    for name, values in rows["terms"].items():
+        out[f"reward/{name}"] = float(np.nanmean(values))
+    out["accuracy"] = float(rows["correct_R"].mean())     # the strict scorer's verdict (scoring.py)
+    return out
