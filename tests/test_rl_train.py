@@ -196,3 +196,22 @@ def test_grpo_killed_by_sigkill_resumes_with_the_same_rollouts(tmp_path):
     assert [l["step"] for l in read(killed, "metrics.jsonl")] == list(range(1, 7))
     assert timeless(read(killed, "metrics.jsonl")) == timeless(read(straight, "metrics.jsonl"))   # bitwise
     assert read(killed, "rollouts.jsonl") == read(straight, "rollouts.jsonl")        # the same completions
+
+
+def test_dynamic_sampling_and_truncation_masking(tmp_path):
+    """The strict causal reward is 0 for every completion of a random model: every group has zero spread, dynamic
+    sampling draws max_resample_rounds more rounds, keeps nothing and trains on a logged batch of filler rows with
+    no loss. With the copy reward (continuous, spread in every group) nothing is dropped, and
+    mask_truncated_completions leaves exactly the completions that ended (EOS) in the loss."""
+    flat = _run("tiny_grpo.py", tmp_path / "flat", "--steps=1", "--grpo.dynamic_sampling=true",
+                "--grpo.max_resample_rounds=2", "--grpo.rollout.rewards=('causal',)")[0]
+    assert flat["zero_spread_fraction"] == 1.0 and flat["resample_rounds"] == 2 and flat["filler_rows"] == 16
+    assert flat["count"] == 1.0 and flat["loss"] == 0.0          # no completion token in the loss (count floor 1)
+
+    run_dir = tmp_path / "masked"
+    line = _run("tiny_grpo.py", run_dir, "--steps=1", "--grpo.dynamic_sampling=true",
+                "--grpo.rollout.mask_truncated_completions=true")[0]
+    rows = [json.loads(l) for l in (run_dir / "rollouts.jsonl").read_text().splitlines()]
+    assert line["resample_rounds"] == 0 and line["filler_rows"] == 0 and len(rows) == 16
+    ended = [r["tokens"] for r in rows if not r["truncated"]]
+    assert 0 < len(ended) < 16 and line["count"] == sum(ended)

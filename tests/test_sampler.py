@@ -70,14 +70,25 @@ def test_cached_greedy_equals_full_forward_and_transformers(hf_pair):
 
 @pytest.mark.parametrize("temperature", [1.0, 0.7])
 def test_sampled_logprobs_equal_token_logprobs(temperature):
+    """The sampler's log q is that of the distribution it drew from (softmax(logits / T) renormalised over the
+    top-k/top-p support); the trainer's token_logprobs with the sampler's floor gives the same number, and without
+    it the full-vocabulary log-prob, lower wherever the filter removed mass."""
     model = Decoder(ModelConfig.tiny("gemma3"), rngs=nnx.Rngs(7))
     params = SamplingParams(n=2, temperature=temperature, top_p=0.9, top_k=20, max_new_tokens=NEW, seed=1)
-    tokens, logp, *_ = sample_ids(model, PROMPTS, params)
+    tokens, logp, _, _, floor = sample_ids(model, PROMPTS, params)
+    assert np.isfinite(floor).all()
+    removed = 0.0
     for row in range(len(PROMPTS) * params.n):
         prompt = PROMPTS[row // params.n]
         seq = jnp.asarray([prompt + tokens[row].tolist()])
-        recomputed = token_logprobs(model, seq, jnp.ones_like(seq), temperature=temperature)[0]
-        np.testing.assert_allclose(logp[row], recomputed[len(prompt) - 1: len(prompt) - 1 + NEW], atol=1e-5)
+        cols = slice(len(prompt) - 1, len(prompt) - 1 + NEW)
+        floor_BT = jnp.full(seq.shape, -jnp.inf).at[0, cols].set(floor[row])
+        same_support = token_logprobs(model, seq, jnp.ones_like(seq), temperature=temperature, floor_BT=floor_BT)[0]
+        np.testing.assert_allclose(logp[row], same_support[cols], atol=1e-5)
+        full = token_logprobs(model, seq, jnp.ones_like(seq), temperature=temperature)[0][cols]
+        assert np.all(np.asarray(full) <= logp[row] + 1e-5)
+        removed = max(removed, float(np.max(logp[row] - full)))
+    assert removed > 1e-2
 
 
 def test_same_seed_same_samples_and_n_samples_differ():
@@ -95,7 +106,7 @@ def test_eos_stops_a_row_and_pads_after():
     tokens, *_ = sample_ids(model, PROMPTS[:1], greedy)
     eos = int(tokens[0, 2])                                  # make the third greedy token the EOS
     first = tokens[0].tolist().index(eos)
-    stopped, logp, lengths, done = sample_ids(model, PROMPTS[:1], greedy, eos_ids=(eos,))
+    stopped, logp, lengths, done, _ = sample_ids(model, PROMPTS[:1], greedy, eos_ids=(eos,))
     assert done[0] and lengths[0] == first + 1 and stopped[0, : first + 1].tolist() == tokens[0, : first + 1].tolist()
     assert (stopped[0, first + 1:] == 0).all() and (logp[0, first + 1:] == 0).all()
 
@@ -158,5 +169,5 @@ def test_stop_sequence_ends_a_row_on_device():
     tokens, *_ = sample_ids(model, PROMPTS[:1], params)
     stop = tuple(tokens[0, 3:5].tolist())                    # the 4th and 5th greedy tokens
     first = next(i for i in range(1, NEW) if tuple(tokens[0, i - 1: i + 1].tolist()) == stop)
-    stopped, _, lengths, done = sample_ids(model, PROMPTS[:1], params, stop_ids=(stop,))
+    stopped, _, lengths, done, _ = sample_ids(model, PROMPTS[:1], params, stop_ids=(stop,))
     assert done[0] and lengths[0] == first + 1 and (stopped[0, first + 1:] == 0).all()

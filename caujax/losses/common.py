@@ -27,6 +27,9 @@ GRPO  (one row per completion: the rollout's R = prompts x G rows, group members
                           loss (truncated completions under mask_truncated_completions, padding rows)
     advantage_B    float32 the completion's advantage (rl/advantages.py), already normalised over its group
     sampler_logp_BT float32 log q: the sampler's log-prob of token t+1 under softmax(logits / T), 0 elsewhere
+    support_floor_BT float32 optional, with top-k/top-p sampling: the support each token was drawn from (scaled
+                   logits >= floor, sampling.methods.next_tokens); every trainer-side log-prob uses it, so π_θ, π_old
+                   and π_ref are distributions over the tokens the sampler could draw
     old_logp_BT    float32 optional: log π_old recomputed by the trainer at rollout time; present only when the
                    rollout batch is reused (num_iterations or mini_batches > 1). Absent: π_old = sg(π_θ).
     ref_logp_BT    float32 log π_ref (temperature applied), from `grpo.reference_logps`, only when beta > 0
@@ -48,6 +51,11 @@ from jax import Array
 # 8192 columns of float32 logits cost 32 KiB per token: 256 MiB for 8k tokens, whatever the vocabulary (262k for
 # Gemma 3, where the full [B, T, V] logits would be 8 GiB for the same tokens).
 VOCAB_CHUNK = 8192
+
+# The sampler's logits (KV cache) and the trainer's (full forward) differ by float rounding, about 1e-6 relative in
+# float32: the token at the top-k/top-p cutoff must not drop out of the trainer's support for a rounding error. A
+# token the sampler excluded re-enters only if its logit is within this (relative) slack of the cutoff's.
+FLOOR_SLACK = 2e-5
 
 Aggregation = Literal["token_mean", "seq_mean_token_mean", "seq_sum_const"]
 
@@ -131,15 +139,16 @@ def logprobs_from_logits(logits_BTV: Array, targets_BT: Array,
 
 
 def token_logprobs(model, tokens_BT: Array, mask_BT: Array, *, temperature: float = 1.0,
-                   vocab_chunk: int = VOCAB_CHUNK) -> Array:
+                   vocab_chunk: int = VOCAB_CHUNK, floor_BT: Array | None = None) -> Array:
     """Log-prob of each next token under `model`, aligned so that `logp_BT[:, t] = log p(tokens[t+1] | tokens[<=t])`;
     the last column, and any position whose target or context token is padding, is 0 (see `hidden_logprobs`)."""
     return hidden_logprobs(model, model.hidden(tokens_BT, mask_BT), tokens_BT, mask_BT, temperature=temperature,
-                           vocab_chunk=vocab_chunk)
+                           vocab_chunk=vocab_chunk, floor_BT=floor_BT)
 
 
 def hidden_logprobs(model, h_BTD: Array, tokens_BT: Array, mask_BT: Array, *, temperature: float = 1.0,
-                    vocab_chunk: int = VOCAB_CHUNK, entropy: bool = False) -> Array | tuple[Array, Array]:
+                    vocab_chunk: int = VOCAB_CHUNK, entropy: bool = False,
+                    floor_BT: Array | None = None) -> Array | tuple[Array, Array]:
     """`token_logprobs` from the final hidden states h_BTD = model.hidden(tokens_BT, mask_BT), for callers that
     also read h (PPO's value head on the policy trunk). With entropy=True, returns (logp_BT, entropy_BT): the entropy
     H_t = logZ - E_p[z] of softmax(logits / T) at each position, nats, 0 where logp is 0.
@@ -149,6 +158,11 @@ def hidden_logprobs(model, h_BTD: Array, tokens_BT: Array, mask_BT: Array, *, te
     rematerialised scan body, in the backward pass too. A vocabulary that is not a multiple of the chunk ends with
     one static remainder chunk, so no column is counted twice and the model's slice never runs past the end. The
     entropy rides the same recurrence: a running Σ exp(z - max)·z, rescaled whenever the max grows.
+
+    floor_BT (the sampler's top-k/top-p support, sampling.methods.next_tokens): at position t only the columns with
+    z = logit / T >= floor_BT[t] enter the normaliser and the entropy, so the log-prob is that of the distribution
+    the sampler drew from (renormalised over its support); -inf keeps every column. The cutoff has a rounding
+    slack (FLOOR_SLACK), so the token at the cutoff stays in although the two forward passes round differently.
     """
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
@@ -161,21 +175,30 @@ def hidden_logprobs(model, h_BTD: Array, tokens_BT: Array, mask_BT: Array, *, te
         """Fold the logits of columns [start, start+size) into (running max, Σ exp, Σ exp·z, target logit)."""
         max_BT, sumexp_BT, sumz_BT, target_BT = carry
         z_BTC = model.logits(h_BTD, start, size).astype(jnp.float32) / temperature
+        picked_BT = jnp.take_along_axis(z_BTC, jnp.clip(targets_BT - start, 0, size - 1)[..., None], axis=-1)[..., 0]
+        if floor_BT is not None:
+            # Columns off the support count as the lowest float: exp(lowest - max) is 0 once any column is in, and
+            # a chunk with none in leaves the sums at 0 (its exp(0) terms are masked), so nothing is inf or NaN.
+            keep_BTC = z_BTC >= (floor_BT - FLOOR_SLACK * (1.0 + jnp.abs(floor_BT)))[..., None]
+            z_BTC = jnp.where(keep_BTC, z_BTC, jnp.finfo(jnp.float32).min)
         new_max_BT = jnp.maximum(max_BT, z_BTC.max(-1))
         rescale_BT = jnp.exp(max_BT - new_max_BT)
         e_BTC = jnp.exp(z_BTC - new_max_BT[..., None])
+        if floor_BT is not None:
+            e_BTC = jnp.where(keep_BTC, e_BTC, 0.0)
         sumexp_BT = sumexp_BT * rescale_BT + e_BTC.sum(-1)
         if entropy:
             sumz_BT = sumz_BT * rescale_BT + (e_BTC * z_BTC).sum(-1)
         offset_BT = targets_BT - start
         in_chunk_BT = (offset_BT >= 0) & (offset_BT < size)
-        picked_BT = jnp.take_along_axis(z_BTC, jnp.clip(offset_BT, 0, size - 1)[..., None], axis=-1)[..., 0]
         target_BT = target_BT + jnp.where(in_chunk_BT, picked_BT, 0.0)
         return new_max_BT, sumexp_BT, sumz_BT, target_BT
 
     shape = tokens_BT.shape
     zeros = lambda: jnp.zeros(shape, jnp.float32)
-    carry = (jnp.full(shape, -jnp.inf, jnp.float32), zeros(), zeros(), zeros())
+    # The running max starts at the lowest float, not -inf, so that lowest - lowest = 0 (not NaN) when a floor
+    # excludes a whole chunk; without a floor the first chunk's max replaces it either way.
+    carry = (jnp.full(shape, jnp.finfo(jnp.float32).min, jnp.float32), zeros(), zeros(), zeros())
     chunk = min(vocab_chunk, vocab_size)
     num_full, remainder = divmod(vocab_size, chunk)
     if num_full == 1:

@@ -176,11 +176,12 @@ def objective(model, batch: dict[str, Array], params: GRPOParams) -> Loss:
     tokens_BT, mask_BT = batch["tokens_BT"], batch["mask_BT"]
     h_BTD = model.hidden(tokens_BT, mask_BT)
     logp_BT, entropy_BT = hidden_logprobs(model, h_BTD, tokens_BT, mask_BT, temperature=params.rollout.temperature,
-                                          entropy=True)
+                                          entropy=True, floor_BT=batch.get("support_floor_BT"))
     return grpo_loss(logp_BT, batch, params, entropy_BT=entropy_BT)
 
 
 def reference_logps(ref_model, batch: dict[str, Array], params: GRPOParams) -> dict[str, Array]:
     """The reference field of a GRPO batch: log π_ref at the sampling temperature, under stop_gradient (STYLE 19)."""
-    ref_BT = token_logprobs(ref_model, batch["tokens_BT"], batch["mask_BT"], temperature=params.rollout.temperature)
+    ref_BT = token_logprobs(ref_model, batch["tokens_BT"], batch["mask_BT"], temperature=params.rollout.temperature,
+                            floor_BT=batch.get("support_floor_BT"))
     return {"ref_logp_BT": jax.lax.stop_gradient(ref_BT)}

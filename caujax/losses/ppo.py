@@ -106,12 +106,14 @@ def ppo_loss(logp_BT: Array, values_BT: Array, batch: dict[str, Array], params: 
 def objective(model, batch: dict[str, Array], params: PPOParams) -> Loss:
     """One ActorCritic forward (log-probs at the rollout temperature, entropies, values), then `ppo_loss`."""
     logp_BT, entropy_BT, values_BT = model.forward(batch["tokens_BT"], batch["mask_BT"],
-                                                   temperature=params.rollout.temperature)
+                                                   temperature=params.rollout.temperature,
+                                                   floor_BT=batch.get("support_floor_BT"))
     return ppo_loss(logp_BT, values_BT, batch, params, entropy_BT=entropy_BT)
 
 
-def rollout_fields(model, tokens_BT: Array, mask_BT: Array, temperature: float) -> dict[str, Array]:
+def rollout_fields(model, tokens_BT: Array, mask_BT: Array, temperature: float,
+                   floor_BT: Array | None = None) -> dict[str, Array]:
     """π_old and V_old at rollout time, under stop_gradient: {"old_logp_BT", "old_value_BT"}, both [B, T] float32
     (the rollout jits this with the sampled batch; GAE reads old_value_BT)."""
-    logp_BT, _, values_BT = model.forward(tokens_BT, mask_BT, temperature=temperature)
+    logp_BT, _, values_BT = model.forward(tokens_BT, mask_BT, temperature=temperature, floor_BT=floor_BT)
     return jax.lax.stop_gradient({"old_logp_BT": logp_BT, "old_value_BT": values_BT})

@@ -44,16 +44,18 @@ class ActorCritic(nnx.Module):
         w_D = self.value_kernel[...].astype(jnp.float32)
         return jnp.einsum("BTD,D->BT", h_BTD.astype(jnp.float32), w_D) + self.value_bias[...].astype(jnp.float32)
 
-    def forward(self, tokens_BT: Array, mask_BT: Array, *, temperature: float) -> tuple[Array, Array, Array]:
+    def forward(self, tokens_BT: Array, mask_BT: Array, *, temperature: float,
+                floor_BT: Array | None = None) -> tuple[Array, Array, Array]:
         """(logp_BT, entropy_BT, values_BT), all float32 and column-aligned (see the module docstring).
 
         logp and entropy are those of softmax(logits / temperature) (common.hidden_logprobs). With no separate
         critic the policy trunk runs once and the head reads the same hidden states. Values are 0 where logp is 0
         (no next token: padding and the last column), so nothing past a row's last action carries a value.
+        floor_BT: the sampler's top-k/top-p support (common.hidden_logprobs), None for the full vocabulary.
         """
         h_BTD = self.policy.hidden(tokens_BT, mask_BT)
         logp_BT, entropy_BT = hidden_logprobs(self.policy, h_BTD, tokens_BT, mask_BT, temperature=temperature,
-                                              entropy=True)
+                                              entropy=True, floor_BT=floor_BT)
         if self.critic is not None:
             h_BTD = self.critic.hidden(tokens_BT, mask_BT)
         _, valid_BT = next_token_targets(tokens_BT, mask_BT)

@@ -152,6 +152,7 @@ class RolloutSource:
         correct = np.asarray([score(t, e.answer, "strict") for t, e in zip(texts, examples)], np.float64)
         return {"correct_R": correct, "example_R": np.asarray(rows), "completion_R": completions, "text_R": texts,
                 "sampler_logp_R": [out.logp[r, :out.lengths[r]] for r in range(len(rows))],
+                "floor_R": [out.floor[r, :out.lengths[r]] for r in range(len(rows))],
                 "reward_R": np.asarray(total, np.float64), "terms": terms, "done_R": np.asarray(out.done),
                 "length_R": np.asarray(out.lengths)}
 
@@ -161,6 +162,7 @@ class RolloutSource:
         tokens = np.full((R, T), self.pad_id, np.int32)
         mask, loss_mask = np.zeros((R, T), np.int32), np.zeros((R, T), np.int32)
         sampler_logp = np.zeros((R, T), np.float32)
+        floor = np.full((R, T), -np.inf, np.float32)
         n_real = 0 if rows is None else len(rows["example_R"])
         for r in range(R):
             # Filler rows (dynamic sampling's partial batch) repeat a real row's tokens with no loss: a fully padded
@@ -173,11 +175,14 @@ class RolloutSource:
             if r < n_real:
                 loss_mask[r, P - 1:P + C - 1] = 1
                 sampler_logp[r, P - 1:P + C - 1] = rows["sampler_logp_R"][r]
+                floor[r, P - 1:P + C - 1] = rows["floor_R"][r]
         reward = np.zeros(R) if not n_real else np.concatenate([rows["reward_R"], np.zeros(R - n_real)])
         done = np.ones(R, bool) if not n_real else np.concatenate([rows["done_R"], np.ones(R - n_real, bool)])
         if self.ro.mask_truncated_completions:
             loss_mask[~done] = 0
         batch = {"tokens_BT": tokens, "mask_BT": mask, "loss_mask_BT": loss_mask, "sampler_logp_BT": sampler_logp}
+        if self.ro.top_k or self.ro.top_p < 1.0:      # the trainer renormalises over the sampler's support
+            batch["support_floor_BT"] = floor
         fields, extra = self._method_fields(policy, batch, reward, done, n_real)
         stats = _stats(rows) if n_real else {}
         return batch | fields, stats | extra
@@ -214,8 +219,9 @@ class RolloutSource:
         fn = self._scorers.get(kind) or self._scorers.setdefault(
             kind, scorer(kind, graphdef, self.ctx.mesh, self.ctx.cfg.data.num_micro_batches, self.ro.temperature))
         B = self.ctx.cfg.data.batch_size
-        parts = [fn(params, place_batch({k: v[i:i + B] for k, v in batch.items() if k in ("tokens_BT", "mask_BT")},
-                                        self.ctx.mesh)) for i in range(0, self.rows, B)]
+        inputs = ("tokens_BT", "mask_BT", "support_floor_BT")
+        parts = [fn(params, place_batch({k: v[i:i + B] for k, v in batch.items() if k in inputs}, self.ctx.mesh))
+                 for i in range(0, self.rows, B)]
         parts = [jax.tree.map(fetch_global, part) for part in parts]
         return {k: np.concatenate([part[k] for part in parts]) for k in parts[0]}
 

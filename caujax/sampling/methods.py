@@ -49,14 +49,26 @@ def filter_logits(logits_BV, *, top_k: int, top_p: float):
 
 
 def next_tokens(logits_BV, rng, params: SamplingParams):
-    """(tokens_B, logp_B): the chosen tokens and their log-probability under softmax(logits / T), the number
-    that training's token_logprobs recomputes (top-k/top-p only restrict the choice, as in TRL and vLLM)."""
+    """(tokens_B, logp_B, floor_B): the chosen tokens, their log-probability under the distribution actually
+    sampled, and that distribution's support as a floor on the scaled logits.
+
+    The sampled distribution is softmax(logits / T) renormalised over the top-k / top-p support, so logp_B is
+    log softmax(filtered logits / T)[token]; with top_k = 0 and top_p = 1 that is plain softmax(logits / T), TRL's
+    and vLLM's number. floor_B is the smallest scaled logit z = logit / T in the support (-inf without top-k/top-p):
+    the support is exactly {v : z_v >= floor}, ties at the boundary included, so a trainer that recomputes the
+    log-prob with the same floor (losses.common.hidden_logprobs `floor_BT`) renormalises over the same tokens.
+    Greedy decoding reports log softmax(logits)[argmax] and floor -inf."""
     temperature = params.temperature if not params.greedy else 1.0
     scaled_BV = logits_BV.astype(jnp.float32) / temperature
+    floor_B = jnp.full(scaled_BV.shape[:1], -jnp.inf, jnp.float32)
     if params.greedy:
         tokens_B = jnp.argmax(scaled_BV, axis=-1)
     else:
         filtered_BV = filter_logits(scaled_BV, top_k=params.top_k, top_p=params.top_p)
         tokens_B = jax.random.categorical(rng, filtered_BV, axis=-1)
+        if params.top_k or params.top_p < 1.0:
+            kept_BV = filtered_BV > jnp.finfo(filtered_BV.dtype).min
+            floor_B = jnp.min(jnp.where(kept_BV, scaled_BV, jnp.inf), axis=-1)
+            scaled_BV = filtered_BV
     logp_B = jnp.take_along_axis(jax.nn.log_softmax(scaled_BV, axis=-1), tokens_B[:, None], axis=-1)[:, 0]
-    return tokens_B.astype(jnp.int32), logp_B
+    return tokens_B.astype(jnp.int32), logp_B, floor_B

@@ -25,7 +25,8 @@ from caujax.sharding import SAMPLE_RULES, batch_sharding, batch_ways, fetch_glob
 class SamplingState:
     step: jax.Array            # number of tokens sampled so far (scalar)
     tokens_RM: jax.Array       # sampled ids, pad after a row is done; M = max_new_tokens
-    logp_RM: jax.Array         # log-probs of the sampled ids under softmax(logits / T); 0 after done
+    logp_RM: jax.Array         # log-probs of the sampled ids under the sampled distribution; 0 after done
+    floor_RM: jax.Array        # its support: the smallest scaled logit kept by top-k/top-p (-inf: no filter)
     done_R: jax.Array          # row has produced EOS or a stop sequence
     lengths_R: jax.Array       # tokens sampled while the row was live (EOS / stop tokens included)
     logits_RV: jax.Array       # logits for the next token
@@ -36,9 +37,11 @@ class SamplingState:
 
 class Samples(NamedTuple):
     tokens: np.ndarray     # [R, M] sampled ids, 0 after a row ends
-    logp: np.ndarray       # [R, M] their log-probs under softmax(logits / T), 0 after a row ends
+    logp: np.ndarray       # [R, M] their log-probs under the sampled distribution (softmax(logits / T) over the
+    #                        top-k/top-p support, methods.next_tokens), 0 after a row ends
     lengths: np.ndarray    # [R] tokens each row produced (EOS or stop sequence included)
     done: np.ndarray       # [R] ended by EOS or a stop sequence rather than by max_new_tokens
+    floor: np.ndarray      # [R, M] the support of each draw: scaled logits >= floor (-inf without top-k/top-p)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,7 +71,8 @@ def _sample(graphdef, state, prompt_BP, mask_BP, rng, *, params: SamplingParams,
     rep = lambda x: jnp.repeat(x, n, axis=0)
     state0 = SamplingState(
         step=jnp.zeros((), jnp.int32), tokens_RM=jnp.zeros((B * n, M), jnp.int32),
-        logp_RM=jnp.zeros((B * n, M), jnp.float32), done_R=jnp.zeros((B * n,), bool),
+        logp_RM=jnp.zeros((B * n, M), jnp.float32), floor_RM=jnp.full((B * n, M), -jnp.inf, jnp.float32),
+        done_R=jnp.zeros((B * n,), bool),
         lengths_R=jnp.zeros((B * n,), jnp.int32),
         logits_RV=rep(logits_B1V[:, 0]), positions_R=rep(positions_BP[:, -1] + 1),
         cache=jax.tree.map(lambda x: jnp.repeat(x, n, axis=1), cache), rng=rng)     # rows are axis 1: [L, B, ...]
@@ -79,16 +83,17 @@ def _sample(graphdef, state, prompt_BP, mask_BP, rng, *, params: SamplingParams,
 
     def body(s: SamplingState):
         rng, key = jax.random.split(s.rng)
-        tok_R, logp_R = next_tokens(s.logits_RV, key, params)
+        tok_R, logp_R, floor_R = next_tokens(s.logits_RV, key, params)
         live_R = ~s.done_R
         tok_R = jnp.where(live_R, tok_R, 0)
         tokens = s.tokens_RM.at[:, s.step].set(tok_R)
         logp = s.logp_RM.at[:, s.step].set(jnp.where(live_R, logp_R, 0.0))
+        floor = s.floor_RM.at[:, s.step].set(jnp.where(live_R, floor_R, -jnp.inf))
         done = s.done_R | (live_R & (jnp.any(tok_R[:, None] == eos[None, :], axis=-1) | _ends_with(tokens, s.step)))
         logits, cache = model.decode(tok_R[:, None], s.positions_R[:, None], live_R[:, None].astype(jnp.int32),
                                      s.cache)
-        return SamplingState(s.step + 1, tokens, logp, done, s.lengths_R + live_R, logits[:, 0], s.positions_R + 1,
-                             cache, rng)
+        return SamplingState(s.step + 1, tokens, logp, floor, done, s.lengths_R + live_R, logits[:, 0],
+                             s.positions_R + 1, cache, rng)
 
     def _ends_with(tokens_RM, step):
         """Row's sampled tokens end with one of the stop sequences (the text is cut exactly afterwards)."""
@@ -99,7 +104,7 @@ def _sample(graphdef, state, prompt_BP, mask_BP, rng, *, params: SamplingParams,
         return hit_R
 
     final = jax.lax.while_loop(cond, body, state0)
-    return final.tokens_RM, final.logp_RM, final.lengths_R, final.done_R
+    return final.tokens_RM, final.logp_RM, final.lengths_R, final.done_R, final.floor_RM
 
 
 def compilations() -> int:
@@ -180,7 +185,7 @@ def sample(model, tokenizer, prompts: list[str], params: SamplingParams, add_spe
     # Stop strings end decoding on device when the sampled ids spell their usual tokenization; texts are cut at
     # the string whatever the tokenization, so the result is exact either way.
     stop_ids = tuple(tuple(tokenizer(s, add_special_tokens=False)["input_ids"]) for s in params.stop)
-    toks, logp, lengths, _ = sample_ids(model, ids, params, eos_ids=tuple(sorted(eos)),
+    toks, logp, lengths, *_ = sample_ids(model, ids, params, eos_ids=tuple(sorted(eos)),
                                         pad_id=tokenizer.pad_token_id or 0, mesh=mesh, stop_ids=stop_ids)
     out_tokens, out_logp, out_texts = [], [], []
     for i in range(len(prompts)):
