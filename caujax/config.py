@@ -278,13 +278,21 @@ def _convert(text: str, hint, key: str):
         return text.lower() in ("true", "1")
     if hint is str:
         return text
-    if hint in (int, float) or origin is tuple:
+    if origin is tuple:
+        # A Python literal ("('causal', 'format')", "(1.0, 0.1)") or a plain comma list ("causal,format", "causal").
+        try:
+            value = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            value = None
+        if not isinstance(value, (tuple, list)):
+            item = (typing.get_args(hint) or (str,))[0]
+            value = tuple(_convert(part.strip(), item, key) for part in text.split(",") if part.strip())
+        return tuple(value)
+    if hint in (int, float):
         try:
             value = ast.literal_eval(text)
         except (ValueError, SyntaxError):
             raise ValueError(f"--{key}={text}: not a {getattr(hint, '__name__', hint)}") from None
-        if origin is tuple and isinstance(value, (tuple, list)):
-            return tuple(value)
         if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
         if hint is int and isinstance(value, int) and not isinstance(value, bool):

@@ -44,6 +44,8 @@ class Method:
     wrap           (graphdef, params, params_section) -> (graphdef, params): the trained module built around the
                    decoder (PPO's value head or critic), or None to train the decoder itself
     policy         trained module -> the Decoder that samples and is exported (None: the module is the decoder)
+    validate       (cfg, examples, tokenizer) -> None, raising ValueError: the batch source's input checks, run
+                   before the model loads (RL: schedule, reward functions, prompt lengths), or None
     global_fields  (model, stacked micro_batches) -> {field: array} over the whole global batch, computed before
                    the loss (KTO's z0), or None
     row_blocks     stacked row blocks per batch: 2 for DPO's [chosen; rejected] (step.split_micro_batches)
@@ -63,6 +65,7 @@ class Method:
     needs_reference: Callable | None = None
     wrap: Callable | None = None
     policy: Callable | None = None
+    validate: Callable | None = None
 
     def uses_reference(self, params) -> bool:
         """Whether this run keeps a frozen π_ref (its section's params decide for GRPO and PPO)."""
@@ -86,13 +89,14 @@ METHODS: dict[str, Method] = {m.name: m for m in (
                    "GRPOTrainer)", GRPOParams,
            objective=_late("caujax.losses.grpo", "objective"),
            examples=_late("caujax.data.examples", "rl_examples"), batches=_late("caujax.rl.rollout", "grpo_batches"),
-           reference=_late("caujax.losses.grpo", "reference_logps"), needs_reference=lambda p: p.beta > 0),
+           reference=_late("caujax.losses.grpo", "reference_logps"), needs_reference=lambda p: p.beta > 0,
+           validate=_late("caujax.rl.rollout", "validate")),
     Method("ppo", "PPO with a learned value and GAE, Ouyang et al. 2022 (TRL experimental PPOTrainer)", PPOParams,
            objective=_late("caujax.losses.ppo", "objective"),
            examples=_late("caujax.data.examples", "rl_examples"), batches=_late("caujax.rl.rollout", "ppo_batches"),
            needs_reference=lambda p: p.kl_coef > 0,
            wrap=lambda graphdef, params, section: _late("caujax.rl.critic", "wrap")(graphdef, params, section.critic),
-           policy=_late("caujax.rl.critic", "policy_of")),
+           policy=_late("caujax.rl.critic", "policy_of"), validate=_late("caujax.rl.rollout", "validate")),
 )}
 
 

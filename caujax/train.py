@@ -115,11 +115,16 @@ def train(cfg: RunConfig, resume: bool = False) -> list[dict]:
     # fail before anything is written.
     examples = load_examples(cfg.data.source, cfg.data.num_examples, cfg.data.seed, cfg.method, method.examples)
     tokenizer, tokenizer_is_new = load_tokenizer(cfg, run_dir, examples)
+    if method.validate and tokenizer is not None:      # else right after the checkpoint's own tokenizer loads
+        method.validate(cfg, examples, tokenizer)
 
     # Model: π_θ, and when the method has a reference, the frozen π_ref = π_θ at step 0 (a copy: the train state's
     # buffers are donated). π_ref's matrices only ever enter matmuls cast to the compute dtype, so they are stored
     # in it (half the memory in bf16, the same log-probs); norm scales and biases keep their dtype.
+    validated = tokenizer is not None
     graphdef, params, tokenizer = build_model(cfg, mesh, tokenizer)
+    if method.validate and not validated:
+        method.validate(cfg, examples, tokenizer)
     if tokenizer.chat_template is None:
         raise ValueError("the tokenizer has no chat template; set --model.tokenizer to a directory that has one")
     section = getattr(cfg, cfg.method)
@@ -183,10 +188,12 @@ def train(cfg: RunConfig, resume: bool = False) -> list[dict]:
         (run_dir / "config.json").write_text(json.dumps(config_json, indent=2, default=str))
         if tokenizer_is_new:
             tokenizer.save_pretrained(run_dir / "tokenizer")
-    state, lines = _loop(cfg, step_fn, graphdef, state, ref_params, data, table, lr, mesh, manager, start,
-                         config_json)
-    manager.wait_until_finished()
-    manager.close()
+    try:
+        state, lines = _loop(cfg, step_fn, graphdef, state, ref_params, data, table, lr, mesh, manager, start,
+                             config_json)
+    finally:     # a run that fails (a raising reward, a stuck rollout, NaN) still lands its last async checkpoint
+        manager.wait_until_finished()
+        manager.close()
     if jax.process_index() == 0:
         plot_loss(run_dir)
     if cfg.export:
@@ -242,8 +249,10 @@ def _loop(cfg, step_fn, graphdef, state, ref_params, data, table, lr, mesh, mana
                     line["update_tokens_per_s"] = tokens / max(line["update_s"], 1e-9)
                 log.write(line)
                 lines.append(line)
-                bar.set_postfix(loss=f"{metrics['loss']:.4f}", tok_s=f"{line['tokens_per_s']:.0f}",
-                                **({"reward": f"{line['reward_mean']:.3f}"} if "reward_mean" in line else {}))
+                # RL: the reward and strict accuracy say more than the loss (on-policy GRPO's is ~0 by design).
+                rl = {"reward": f"{line['reward_mean']:.3f}", "acc": f"{line['accuracy']:.2f}"} \
+                    if "reward_mean" in line else {}
+                bar.set_postfix(loss=f"{metrics['loss']:.4f}", **rl, tok_s=f"{line['tokens_per_s']:.0f}")
                 tokens, last_logged, t0 = 0, done, time.perf_counter()
             bar.update(1)
             if checkpoint.due(done, cfg.checkpoint, cfg.steps):
@@ -266,10 +275,12 @@ def _restore(manager, step: int, state, state_sharding, config_json: dict):
 
 # What makes a run the same run: a checkpoint continued under another method, data, optimizer, seed or loss
 # hyperparameters would mix two runs in one metrics.jsonl. steps (to extend a run), the mesh, micro-batching (exact
-# accumulation), checkpointing, logging, export and the reference's mode may change; so may the model section, whose
+# accumulation), checkpointing, logging (RL: the rollout table, the stuck-run check), export and the reference's mode
+# may change; so may the model section, whose
 # weights the checkpoint replaces (a shape change is named by the restore).
 _SAME_RUN = ("method", "data", "optim", "seed")
-_MAY_CHANGE = ("data.micro_batch_size",)
+_MAY_CHANGE = ("data.micro_batch_size", "grpo.rollout.log_every", "grpo.rollout.stuck_rollouts",
+               "ppo.rollout.log_every", "ppo.rollout.stuck_rollouts")
 
 
 def _check_same_run(saved: dict, now: dict, run_dir) -> None:
@@ -291,18 +302,20 @@ def _diff(saved, now, prefix: str) -> list[str]:
 
 
 def plot_loss(run_dir: pathlib.Path) -> None:
-    """<run_dir>/loss.png from metrics.jsonl."""
+    """<run_dir>/loss.png from metrics.jsonl: the loss, and for online RL the mean reward and strict accuracy."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     lines = [json.loads(l) for l in (run_dir / "metrics.jsonl").read_text().splitlines() if l.strip()]
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.plot([l["step"] for l in lines], [l["loss"] for l in lines], marker="." if len(lines) < 50 else None)
-    ax.set_xlabel("step")
-    ax.set_ylabel("loss")
-    ax.set_title(run_dir.name)
-    ax.grid(alpha=0.3)
+    keys = ["loss"] + [k for k in ("reward_mean", "accuracy") if k in lines[0]]
+    fig, axes = plt.subplots(1, len(keys), figsize=(6 * len(keys), 3.5), squeeze=False)
+    for ax, key in zip(axes[0], keys):
+        ax.plot([l["step"] for l in lines], [l.get(key) for l in lines], marker="." if len(lines) < 50 else None)
+        ax.set_xlabel("step")
+        ax.set_ylabel(key)
+        ax.set_title(run_dir.name)
+        ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(run_dir / "loss.png", dpi=100)
     plt.close(fig)
@@ -310,17 +323,38 @@ def plot_loss(run_dir: pathlib.Path) -> None:
 
 def parse_args(argv: list[str]) -> tuple[RunConfig, bool]:
     parser = argparse.ArgumentParser(prog="python -m caujax.train", description=__doc__, allow_abbrev=False,
-                                     epilog="Any config field can be set with a dotted override, e.g. --optim.lr=1e-5")
+                                     epilog="Any config field can be set with a dotted override, e.g. --optim.lr=1e-5, "
+                                            "--grpo.rollout.rewards=causal,format; --list-keys prints them all")
     parser.add_argument("--config", required=True, help="a preset file, e.g. configs/tiny.py")
     parser.add_argument("--method", choices=list(methods.METHODS),
                         help="the method (default: the preset's): " + "; ".join(
                             f"{m.name}: {m.summary}" for m in methods.METHODS.values()))
     parser.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in run_dir")
+    parser.add_argument("--list-keys", action="store_true",
+                        help="print every dotted config key with the preset's value (after overrides), then exit")
     args, rest = parser.parse_known_args(argv)
     overrides = parse_overrides(rest)
     if args.method:
         overrides = {"method": args.method, **overrides}
-    return apply_overrides(load_preset(args.config), overrides), args.resume
+    preset = load_preset(args.config)
+    cfg = apply_overrides(preset, overrides)
+    section = getattr(preset, preset.method)
+    if cfg.method != preset.method and section != type(section)():
+        ours = "as set on the command line" if any(k.startswith(cfg.method + ".") for k in overrides) else "defaults"
+        warnings.warn(f"{args.config} configures {preset.method} (its --{preset.method}.* section is not the "
+                      f"default) but the run is --method {cfg.method}: those settings are not used, and the "
+                      f"--{cfg.method}.* section is {ours}", stacklevel=2)
+    if args.list_keys:
+        print("\n".join(f"--{k}={v!r}" for k, v in _flat(to_json_dict(cfg)).items()))
+        raise SystemExit(0)
+    return cfg, args.resume
+
+
+def _flat(tree: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in tree.items():
+        out |= _flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v}
+    return out
 
 
 def main(argv: list[str] | None = None) -> list[dict]:

@@ -4,8 +4,8 @@ trained on the prompts, and "Copy the probability: 0.3608" prompts from the caus
 
     python -m caujax.train --config configs/tiny_grpo.py --steps 40 --run_dir=runs/tiny_grpo
 
-16 completions per step = 4 prompts x G = 4, completions of at most 8 tokens. A random-init model never emits EOS,
-so every completion is truncated: the fail-fast check on truncation is off (rollout.stuck_rollouts=0).
+16 completions per step = 4 prompts x G = 4, completions of at most 8 tokens. A random-init model emits EOS only by
+chance, so most completions are truncated: the fail-fast check on truncation is off (rollout.stuck_rollouts=0).
 """
 from caujax.config import CheckpointConfig, DataConfig, MeshConfig, ModelSource, OptimConfig, RunConfig
 from caujax.losses.params import GRPOParams, RolloutParams

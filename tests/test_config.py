@@ -132,3 +132,14 @@ def test_preset_file_errors_are_clear(tmp_path):
     (tmp_path / "empty.py").write_text("x = 1\n")
     with pytest.raises(ValueError, match=r"empty.py defines no get_config"):
         load_preset(tmp_path / "empty.py")
+
+
+def test_tuple_fields_take_a_literal_or_a_comma_list():
+    cfg = load_preset(CONFIGS / "tiny_grpo.py")
+    for text in ("causal,format", "causal, format", "('causal', 'format')", "['causal', 'format']"):
+        assert apply_overrides(cfg, {"grpo.rollout.rewards": text}).grpo.rollout.rewards == ("causal", "format")
+    assert apply_overrides(cfg, {"grpo.rollout.rewards": "causal"}).grpo.rollout.rewards == ("causal",)
+    both = apply_overrides(cfg, {"grpo.rollout.rewards": "causal,format", "grpo.rollout.reward_weights": "1,0.1"})
+    assert both.grpo.rollout.reward_weights == (1.0, 0.1)
+    with pytest.raises(ValueError, match=r"reward_weights=x: not a float"):
+        apply_overrides(cfg, {"grpo.rollout.rewards": "causal,format", "grpo.rollout.reward_weights": "x,0.1"})

@@ -61,3 +61,9 @@ def test_reference_fingerprint_follows_content_not_file_times(tmp_path):
     assert train._fingerprint(cfg(src), rows) == same_a
     (src / "model.safetensors").write_bytes(b"\x00" * 64 + b"weightz")
     assert train._fingerprint(cfg(src), rows) != same_a
+
+
+def test_switching_away_from_a_preset_that_configures_its_method_warns():
+    with pytest.warns(UserWarning, match=r"configures grpo .* --method ppo: those settings are not used"):
+        cfg, _ = train.parse_args(["--config", str(REPO / "configs/tiny_grpo.py"), "--method", "ppo"])
+    assert cfg.method == "ppo" and cfg.ppo.rollout.n == 1      # ppo's own defaults, not grpo's rollout settings

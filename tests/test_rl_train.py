@@ -148,11 +148,16 @@ def test_reused_rollout_uses_stored_old_logps_and_a_raising_reward_loses_nothing
 def test_bad_rl_inputs_fail_by_name(tmp_path):
     with pytest.raises(ValueError, match=r"grpo\.rollout\.n=1.*at least 2"):
         _run("tiny_grpo.py", tmp_path / "a", "--grpo.rollout.n=1")
-    with pytest.raises(ValueError, match=r"prompt 'copy_\d+' has \d+ tokens, more than grpo\.rollout\.max_prompt"):
+    with pytest.raises(ValueError, match=r"64 of 64 prompts are longer than grpo\.rollout\.max_prompt_length=4 "
+                                         r"tokens .* the longest 'copy_\d+' with (\d+)\. Set grpo\.rollout\.max_prompt"):
         _run("tiny_grpo.py", tmp_path / "b", "--grpo.rollout.max_prompt_length=4")
-    with pytest.raises(ValueError, match=r"steps=3 is not a multiple of the 2 optimizer steps"):
+    with pytest.raises(ValueError, match=r"steps=3 is not a multiple of the 2 optimizer steps .*num_iterations x "
+                                         r"grpo\.mini_batches.* use steps=2 or 4"):
         _run("tiny_grpo.py", tmp_path / "c", "--steps=3", "--grpo.mini_batches=2")
-    assert not (tmp_path / "b" / "checkpoints").exists()
+    with pytest.raises(ValueError, match=r"unknown reward 'copyy'; did you mean 'copy'"):
+        _run("tiny_grpo.py", tmp_path / "d", "--grpo.rollout.rewards=copyy")
+    # All checked before the model is built: nothing was written.
+    assert not any((tmp_path / d).exists() for d in "abcd")
 
 
 def test_parquet_row_without_an_answer_is_named(tmp_path, caugym_dir):
@@ -203,10 +208,14 @@ def test_dynamic_sampling_and_truncation_masking(tmp_path):
     sampling draws max_resample_rounds more rounds, keeps nothing and trains on a logged batch of filler rows with
     no loss. With the copy reward (continuous, spread in every group) nothing is dropped, and
     mask_truncated_completions leaves exactly the completions that ended (EOS) in the loss."""
-    flat = _run("tiny_grpo.py", tmp_path / "flat", "--steps=1", "--grpo.dynamic_sampling=true",
-                "--grpo.max_resample_rounds=2", "--grpo.rollout.rewards=('causal',)")[0]
+    with pytest.warns(UserWarning, match=r"only 0 of 4 groups had any reward spread after 2 extra rounds"):
+        flat = _run("tiny_grpo.py", tmp_path / "flat", "--steps=1", "--grpo.dynamic_sampling=true",
+                    "--grpo.max_resample_rounds=2", "--grpo.rollout.rewards=causal")[0]
     assert flat["zero_spread_fraction"] == 1.0 and flat["resample_rounds"] == 2 and flat["filler_rows"] == 16
     assert flat["count"] == 1.0 and flat["loss"] == 0.0          # no completion token in the loss (count floor 1)
+    # What was sampled is still reported (3 rounds of 16), and written to the rollout table.
+    assert flat["kept_fraction"] == 0.0 and flat["reward_mean"] == 0.0 and flat["accuracy"] == 0.0
+    assert len((tmp_path / "flat" / "rollouts.jsonl").read_text().splitlines()) == 48
 
     run_dir = tmp_path / "masked"
     line = _run("tiny_grpo.py", run_dir, "--steps=1", "--grpo.dynamic_sampling=true",
@@ -215,3 +224,15 @@ def test_dynamic_sampling_and_truncation_masking(tmp_path):
     assert line["resample_rounds"] == 0 and line["filler_rows"] == 0 and len(rows) == 16
     ended = [r["tokens"] for r in rows if not r["truncated"]]
     assert 0 < len(ended) < 16 and line["count"] == sum(ended)
+
+
+def test_a_run_whose_groups_never_spread_stops_with_a_message(tmp_path):
+    """The strict causal reward of a random model is 0 everywhere: with stuck_rollouts=2 the second rollout stops
+    the run, naming the cause and the setting, and the step-1 checkpoint stays for --resume."""
+    from caujax.rl.rollout import RolloutStuck
+
+    with pytest.raises(RolloutStuck, match=r"rollout 2 \(1-based\): 100% of groups .* same reward .*stuck_rollouts=2"):
+        _run("tiny_grpo.py", tmp_path, "--steps=4", "--grpo.rollout.rewards=('causal',)",
+             "--grpo.rollout.stuck_rollouts=2")
+    assert (tmp_path / "checkpoints" / "1").is_dir()
+    assert [json.loads(l)["step"] for l in (tmp_path / "metrics.jsonl").read_text().splitlines()] == [1]

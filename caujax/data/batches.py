@@ -154,6 +154,7 @@ CHAT_TEMPLATE = ("{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}
 def train_tokenizer(texts: Sequence[str], vocab_size: int):
     """A BPE SentencePiece model trained on `texts` in memory (well under a second for a few hundred problems),
     wrapped as a transformers tokenizer: pad 0, unk 1, bos 2, eos 3, the two role markers, a jinja chat template.
+    Raises ValueError naming --model.arch.vocab_size when the text cannot make `vocab_size` pieces, or needs more.
 
     transformers 5 encodes everything to [] when LlamaTokenizer is built from `vocab_file=`, so the model is
     written as tokenizer.model into a directory and loaded with from_pretrained, as a checkpoint's would be."""
@@ -161,11 +162,16 @@ def train_tokenizer(texts: Sequence[str], vocab_size: int):
     import transformers
 
     model = io.BytesIO()
-    spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(texts), model_writer=model, vocab_size=vocab_size, model_type="bpe",
-        character_coverage=1.0, pad_id=0, unk_id=1, bos_id=2, eos_id=3, user_defined_symbols=list(ROLES),
-        normalization_rule_name="identity", remove_extra_whitespaces=False, split_digits=True,
-        max_sentence_length=1 << 16, num_threads=1, minloglevel=2)
+    try:
+        spm.SentencePieceTrainer.train(
+            sentence_iterator=iter(texts), model_writer=model, vocab_size=vocab_size, model_type="bpe",
+            character_coverage=1.0, pad_id=0, unk_id=1, bos_id=2, eos_id=3, user_defined_symbols=list(ROLES),
+            normalization_rule_name="identity", remove_extra_whitespaces=False, split_digits=True,
+            max_sentence_length=1 << 16, num_threads=1, minloglevel=2)
+    except RuntimeError as e:        # SentencePiece's message names its own flags, not ours
+        raise ValueError(f"cannot train a {vocab_size}-piece tokenizer on the run's text ({str(e).strip()}); set "
+                         f"--model.arch.vocab_size to fit the text (at least one piece per distinct character, at "
+                         f"most what the text can make), or give --model.tokenizer") from None
     with tempfile.TemporaryDirectory(prefix="caujax-spm-") as tmp:
         (pathlib.Path(tmp) / "tokenizer.model").write_bytes(model.getvalue())
         tokenizer = transformers.LlamaTokenizer.from_pretrained(tmp)

@@ -115,9 +115,11 @@ class RolloutParams:
         if self.n < 1 or self.max_prompt_length < 1 or self.max_completion_length < 1:
             raise ValueError(f"rollout.n={self.n}, max_prompt_length={self.max_prompt_length} and "
                              f"max_completion_length={self.max_completion_length} must be >= 1")
-        if self.temperature <= 0 or not 0 < self.top_p <= 1 or self.top_k < 0:
-            raise ValueError(f"rollout.temperature={self.temperature} must be > 0 (training needs log-probs of a "
-                             f"sampled distribution), top_p={self.top_p} in (0, 1], top_k={self.top_k} >= 0")
+        if self.temperature <= 0:
+            raise ValueError(f"rollout.temperature={self.temperature} must be > 0: training needs the log-probs of a "
+                             f"sampled distribution, and T = 0 is greedy decoding")
+        if not 0 < self.top_p <= 1 or self.top_k < 0:
+            raise ValueError(f"rollout.top_p={self.top_p} must be in (0, 1] and rollout.top_k={self.top_k} >= 0")
         if not self.rewards:
             raise ValueError("rollout.rewards is empty: name at least one reward function")
         if self.reward_weights is not None and len(self.reward_weights) != len(self.rewards):
@@ -184,8 +186,8 @@ class GRPOParams:
 
     def __post_init__(self):
         if self.rollout.n < 2:
-            raise ValueError(f"grpo.rollout.n={self.rollout.n}: GRPO compares completions within a group, so it "
-                             f"needs at least 2 per prompt (TRL default 8)")
+            raise ValueError(f"GRPO compares the completions of a prompt with each other: rollout.n="
+                             f"{self.rollout.n}, it needs at least 2 per prompt (TRL default 8)")
         if self.beta < 0 or self.epsilon_low < 0 or (self.epsilon_high is not None and self.epsilon_high < 0):
             raise ValueError("grpo.beta, epsilon_low and epsilon_high must be >= 0")
         if self.delta is not None and self.delta <= 1:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import pathlib
 import time
+import warnings
 
 import jax
 import numpy as np
@@ -109,12 +110,12 @@ class RolloutSource:
         decoder = policy_of(model)
         groups_needed = self.rows // self.G
         dynamic = getattr(self.params, "dynamic_sampling", False)
-        kept, first_spread, rounds = [], None, 0
+        kept, sampled, rounds = [], [], 0
         while True:
             picked = next(self.prompts)
             group = self._sample_groups(decoder, picked, rounds)
+            sampled.append(group)
             flat = adv.zero_spread(group["reward_R"], self.G) if self.G > 1 else np.zeros(len(picked), bool)
-            first_spread = np.asarray(flat) if first_spread is None else first_spread
             keep = ~np.asarray(flat) if dynamic else np.ones(len(picked), bool)
             kept += [_take_group(group, g, self.G) for g in np.flatnonzero(keep)]
             if not dynamic or len(kept) >= groups_needed or rounds >= self.params.max_resample_rounds:
@@ -122,12 +123,20 @@ class RolloutSource:
             rounds += 1
         kept = kept[:groups_needed]
         filler = groups_needed - len(kept)
-        rows = _concat(kept) if kept else None
-        batch, stats = self._batch(policy, rows, filler)
-        stats |= {"zero_spread_fraction": float(first_spread.mean()), "resample_rounds": rounds,
-                  "filler_rows": filler * self.G}
+        batch, fields_stats = self._batch(policy, _concat(kept) if kept else None, filler)
+        # What the policy did is measured on everything sampled (every round), not only on the groups kept for the
+        # loss: dynamic sampling keeps the informative groups, so their reward and accuracy are biased.
+        everything = _concat(sampled)
+        flat_all = adv.zero_spread(everything["reward_R"], self.G) if self.G > 1 else np.zeros(1, bool)
+        stats = _stats(everything) | fields_stats | {
+            "zero_spread_fraction": float(np.mean(flat_all)), "resample_rounds": rounds,
+            "filler_rows": filler * self.G, "kept_fraction": len(kept) * self.G / self.rows}
+        if filler * 2 > groups_needed:
+            warnings.warn(f"rollout {self.k + 1}: only {len(kept)} of {groups_needed} groups had any reward spread "
+                          f"after {rounds} extra rounds; the step trains on {len(kept) * self.G} completions and "
+                          f"{filler * self.G} filler rows with no loss (see zero_spread_fraction)", stacklevel=2)
         self._check_stuck(stats)
-        self._write_table(rows)
+        self._write_table(everything)
         self.k += 1
         self.seconds += time.perf_counter() - t0
         self.last = stats
@@ -157,7 +166,7 @@ class RolloutSource:
                 "length_R": np.asarray(out.lengths)}
 
     def _batch(self, policy, rows: dict | None, filler_groups: int) -> tuple[dict, dict]:
-        """Token rows in the common.py layout, the method's fields, and the rollout's statistics."""
+        """Token rows in the common.py layout, the method's fields, and the method's rollout statistics."""
         R, T = self.rows, self.seq_len
         tokens = np.full((R, T), self.pad_id, np.int32)
         mask, loss_mask = np.zeros((R, T), np.int32), np.zeros((R, T), np.int32)
@@ -184,8 +193,7 @@ class RolloutSource:
         if self.ro.top_k or self.ro.top_p < 1.0:      # the trainer renormalises over the sampler's support
             batch["support_floor_BT"] = floor
         fields, extra = self._method_fields(policy, batch, reward, done, n_real)
-        stats = _stats(rows) if n_real else {}
-        return batch | fields, stats | extra
+        return batch | fields, extra
 
     def _method_fields(self, policy, batch, reward, done, n_real) -> tuple[dict[str, np.ndarray], dict]:
         p, G = self.params, self.G
@@ -231,14 +239,20 @@ class RolloutSource:
         cut = stats.get("truncated_fraction", 0.0) >= STUCK_FRACTION
         self.stuck = self.stuck + 1 if (flat or cut) else 0
         if limit and self.stuck >= limit:
-            what = (f"{stats['truncated_fraction']:.0%} of completions hit max_completion_length="
-                    f"{self.ro.max_completion_length}" if cut else
-                    f"{stats['zero_spread_fraction']:.0%} of groups gave all {self.G} completions the same reward "
-                    f"(no advantage, no gradient)")
+            s = f"{self.method}.rollout"
+            if cut:
+                what = (f"{stats['truncated_fraction']:.0%} of completions hit {s}.max_completion_length="
+                        f"{self.ro.max_completion_length}")
+                fix = f"raise {s}.max_completion_length, or check that the prompts ask for a short final answer"
+            else:
+                what = (f"{stats['zero_spread_fraction']:.0%} of groups gave all {self.G} completions the same "
+                        f"reward (no advantage, no gradient)")
+                fix = (f"use an easier data.source or a denser reward ({s}.rewards), more completions per prompt "
+                       f"({s}.n), or a model that already answers some questions right (SFT first)")
             raise RolloutStuck(
-                f"rollout {self.k}: {what}, for {self.stuck} rollouts in a row ({self.method}.rollout.stuck_rollouts="
-                f"{limit}). Raise max_completion_length, check the prompt asks for the answer format, use an easier "
-                f"data.source or more completions per prompt; the run's checkpoints are kept (--resume continues)")
+                f"rollout {self.k + 1} (1-based): {what}, for {self.stuck} rollouts in a row ({s}.stuck_rollouts="
+                f"{limit}, 0 turns the check off). To go on: {fix}. Those settings make it another run: start a new "
+                f"run_dir from the base model; the checkpoints in run_dir are kept")
 
     def _write_table(self, rows: dict | None) -> None:
         every = self.ro.log_every
@@ -256,6 +270,16 @@ class RolloutSource:
                                     "answer": ex.answer}) + "\n")
 
 
+def validate(cfg, examples: list[RLExample], tokenizer) -> None:
+    """The checks a RolloutSource makes, run by train.py before the model loads (minutes for a 14B model): the
+    schedule, the reward functions (names, reward file) and every prompt's length."""
+    params = getattr(cfg, cfg.method)
+    _check_schedule(cfg, cfg.method, cfg.data.batch_size * params.mini_batches, params.rollout.n,
+                    params.steps_per_rollout)
+    RewardSet.from_params(params.rollout)
+    encode_prompts(tokenizer, examples, params.rollout.max_prompt_length, f"{cfg.method}.rollout")
+
+
 def grpo_batches(examples, tokenizer, ctx: SourceContext, position: dict | None = None) -> RolloutSource:
     return RolloutSource(examples, tokenizer, ctx, position, "grpo")
 
@@ -268,11 +292,13 @@ def encode_prompts(tokenizer, examples: list[RLExample], max_prompt_length: int,
     """Chat-templated prompt ids (the path SFT rows take, data/batches.encode); a prompt over max_prompt_length is
     refused by name: cutting it would drop the question, and the KV cache is sized from this limit."""
     ids = [p for p, _ in fixed.encode(tokenizer, [e.prompt for e in examples], [""] * len(examples))]
-    for e, p in zip(examples, ids):
-        if len(p) > max_prompt_length:
-            raise ValueError(f"prompt {e.id!r} has {len(p)} tokens, more than {where}.max_prompt_length="
-                             f"{max_prompt_length} (the KV cache holds prompt + completion); raise it, or drop the "
-                             f"row from data.source")
+    long = [(len(p), e.id) for e, p in zip(examples, ids) if len(p) > max_prompt_length]
+    if long:
+        longest, first = max(long), long[0]
+        raise ValueError(f"{len(long)} of {len(ids)} prompts are longer than {where}.max_prompt_length="
+                         f"{max_prompt_length} tokens (the KV cache holds prompt + completion): the first is "
+                         f"prompt {first[1]!r} with {first[0]} tokens, the longest {longest[1]!r} with {longest[0]}. "
+                         f"Set {where}.max_prompt_length={longest[0]} to keep them all, or drop those rows")
     return ids
 
 
@@ -282,8 +308,10 @@ def _check_schedule(cfg, method: str, rows: int, G: int, spr: int) -> None:
                          f"of {method}.rollout.n={G} (whole groups)")
     for name, value in (("steps", cfg.steps), ("checkpoint.every_steps", cfg.checkpoint.every_steps)):
         if value % spr:
+            passes = "num_iterations" if method == "grpo" else "ppo_epochs"
             raise ValueError(f"{name}={value} is not a multiple of the {spr} optimizer steps each {method} rollout "
-                             f"feeds (passes x mini_batches): checkpoints must fall between rollouts")
+                             f"feeds ({method}.{passes} x {method}.mini_batches): checkpoints must fall between "
+                             f"rollouts; use {name}={max(spr, value // spr * spr)} or {(value // spr + 1) * spr}")
 
 
 def _take_group(group: dict, g: int, G: int) -> dict:
