@@ -1,4 +1,5 @@
-"""GRPO of Qwen2.5-7B-Instruct on CauGym's 3,500 online-RL problems (train/online_rl.parquet), the paper's strongest arm.
+"""GRPO of Qwen2.5-7B-Instruct on CauGym's 3,500 online-RL problems (train/online_rl.parquet),
+the paper's strongest arm.
 
     python -m caujax.train --config configs/qwen2p5_7b_grpo.py --model.path=/ckpt/Qwen2.5-7B-Instruct \
         --data.source=../shared/caugym/train/online_rl.parquet --run_dir=runs/qwen2p5_7b_grpo

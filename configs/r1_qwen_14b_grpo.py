@@ -1,4 +1,5 @@
-"""GRPO of DeepSeek-R1-Distill-Qwen-14B on CauGym's 3,500 online-RL problems (train/online_rl.parquet), the paper's strongest arm.
+"""GRPO of DeepSeek-R1-Distill-Qwen-14B on CauGym's 3,500 online-RL problems (train/online_rl.parquet),
+the paper's strongest arm.
 
     python -m caujax.train --config configs/r1_qwen_14b_grpo.py --model.path=/ckpt/DeepSeek-R1-Distill-Qwen-14B \
         --data.source=../shared/caugym/train/online_rl.parquet --run_dir=runs/r1_qwen_14b_grpo
@@ -23,8 +24,8 @@ from caujax.losses.params import GRPOParams, RolloutParams
 def get_config() -> RunConfig:
     return RunConfig(
         method="grpo",
-        model=ModelSource(path="checkpoints/DeepSeek-R1-Distill-Qwen-14B", param_dtype="float32", compute_dtype="bfloat16",
-                          remat=True),
+        model=ModelSource(path="checkpoints/DeepSeek-R1-Distill-Qwen-14B", param_dtype="float32",
+                          compute_dtype="bfloat16", remat=True),
         steps=436,
         run_dir="runs/r1_qwen_14b_grpo",
         data=DataConfig(source="../shared/caugym/train/online_rl.parquet", num_examples=0, batch_size=128,

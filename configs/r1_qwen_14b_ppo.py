@@ -10,8 +10,10 @@ CauGym did not publish PPO hyperparameters. Where each value comes from:
 - critic: a separate critic model initialised from the policy (OpenRLHF and TRL both train a separate value model; the
   trunk head is the cheaper option, --ppo.critic=head); the critic shares the optimizer and learning rate here;
 - one completion per prompt at T = 0.6, top_p 0.95 (CauGym's evaluation protocol), 2 epochs x 2 mini-batches;
-- rewards: the strict causal reward plus 0.1 for a well-formed answer (rl/rewards.py); prompts up to 1,024 tokens, completions up to 4,096 (R1 models think at length): our choice.
-3,500 prompts / 128 per rollout = 27 rollouts per epoch; 4 epochs = 108 rollouts = 432 optimizer steps.
+- rewards: the strict causal reward plus 0.1 for a well-formed answer (rl/rewards.py);
+  prompts up to 1,024 tokens, completions up to 4,096 (R1 models think at length): our choice.
+3,500 prompts / 128 per rollout = 27 rollouts per pass over the data; 108 rollouts (about 4 passes) = 432
+optimizer steps.
 """
 from caujax.config import CheckpointConfig, DataConfig, MeshConfig, ModelSource, OptimConfig, RunConfig
 from caujax.losses.params import PPOParams, RolloutParams
@@ -20,8 +22,8 @@ from caujax.losses.params import PPOParams, RolloutParams
 def get_config() -> RunConfig:
     return RunConfig(
         method="ppo",
-        model=ModelSource(path="checkpoints/DeepSeek-R1-Distill-Qwen-14B", param_dtype="float32", compute_dtype="bfloat16",
-                          remat=True),
+        model=ModelSource(path="checkpoints/DeepSeek-R1-Distill-Qwen-14B", param_dtype="float32",
+                          compute_dtype="bfloat16", remat=True),
         steps=432,
         run_dir="runs/r1_qwen_14b_ppo",
         data=DataConfig(source="../shared/caugym/train/online_rl.parquet", num_examples=0, batch_size=64,

@@ -149,7 +149,8 @@ def test_bad_rl_inputs_fail_by_name(tmp_path):
     with pytest.raises(ValueError, match=r"grpo\.rollout\.n=1.*at least 2"):
         _run("tiny_grpo.py", tmp_path / "a", "--grpo.rollout.n=1")
     with pytest.raises(ValueError, match=r"64 of 64 prompts are longer than grpo\.rollout\.max_prompt_length=4 "
-                                         r"tokens .* the longest 'copy_\d+' with (\d+)\. Set grpo\.rollout\.max_prompt"):
+                                         r"tokens .* the longest 'copy_\d+' with (\d+)\. "
+                                         r"Set grpo\.rollout\.max_prompt"):
         _run("tiny_grpo.py", tmp_path / "b", "--grpo.rollout.max_prompt_length=4")
     with pytest.raises(ValueError, match=r"steps=3 is not a multiple of the 2 optimizer steps .*num_iterations x "
                                          r"grpo\.mini_batches.* use steps=2 or 4"):

@@ -121,6 +121,19 @@ def aggregate(per_tok_BT: Array, mask_BT: Array, mode: Aggregation, *,
     raise ValueError(f"unknown aggregation mode {mode!r}; expected one of {Aggregation.__args__}")
 
 
+def kl_estimate(logp_BT: Array, ref_BT: Array, estimator: str) -> Array:
+    """Per-token estimates of KL(π || π_ref) from tokens sampled from π (Schulman 2020, "Approximating KL
+    divergence"), with d = log π_ref - log π: k1 = -d, k2 = d²/2, k3 = e^d - d - 1 (TRL's, unclamped)."""
+    d_BT = ref_BT - logp_BT
+    if estimator == "k1":
+        return -d_BT
+    if estimator == "k2":
+        return 0.5 * d_BT ** 2
+    if estimator == "k3":
+        return jnp.exp(d_BT) - d_BT - 1.0
+    raise ValueError(f"unknown kl_estimator {estimator!r}; expected 'k1', 'k2' or 'k3'")
+
+
 def next_token_targets(tokens_BT: Array, mask_BT: Array) -> tuple[Array, Array]:
     """Targets aligned with `logp_BT` (column t holds token t+1) and where they are valid: the target and its
     context token both real. The last column has no target and is never valid."""

@@ -7,21 +7,9 @@ import jax
 import jax.numpy as jnp
 from jax import Array
 
-from caujax.losses.common import Loss, aggregate, hidden_logprobs, token_logprobs
+from caujax.losses.common import Loss, aggregate, hidden_logprobs, kl_estimate, token_logprobs
 from caujax.losses.correction import MAXIMA, rollout_correction
 from caujax.losses.params import GRPOParams
-
-
-def _kl(logp_BT: Array, ref_BT: Array, estimator: str) -> Array:
-    """Per-token KL(π_θ || π_ref) estimates from samples of π_θ (Schulman 2020, "Approximating KL divergence")."""
-    d_BT = ref_BT - logp_BT
-    if estimator == "k1":
-        return -d_BT
-    if estimator == "k2":
-        return 0.5 * d_BT ** 2
-    if estimator == "k3":                      # TRL's only one, with no clamp
-        return jnp.exp(d_BT) - d_BT - 1.0
-    raise ValueError(f"unknown kl_estimator {estimator!r}; expected 'k1', 'k2' or 'k3'")
 
 
 def grpo_loss(logp_BT: Array, batch: dict[str, Array], params: GRPOParams, *,
@@ -113,7 +101,7 @@ def grpo_loss(logp_BT: Array, batch: dict[str, Array], params: GRPOParams, *,
 
     # --- KL to the reference, added per token before aggregation (TRL) ------------------------------------------
     if params.beta > 0:
-        kl_BT = _kl(logp_BT, batch["ref_logp_BT"].astype(dtype), params.kl_estimator)
+        kl_BT = kl_estimate(logp_BT, batch["ref_logp_BT"].astype(dtype), params.kl_estimator)
         if params.kl_bias_correction:          # TRL use_bias_correction_kl: the KL of π_θ, sampled from π_old
             kl_BT = kl_BT * ratio_BT
         per_tok_BT = per_tok_BT + params.beta * kl_BT

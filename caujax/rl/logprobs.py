@@ -15,14 +15,9 @@ from caujax.losses.common import token_logprobs
 from caujax.step import reference_fields, split_micro_batches
 
 
-def _old_logp(model, mb, temperature: float):
-    return {"old_logp_BT": token_logprobs(model, mb["tokens_BT"], mb["mask_BT"], temperature=temperature,
-                                          floor_BT=mb.get("support_floor_BT"))}
-
-
-def _ref_logp(model, mb, temperature: float):
-    return {"ref_logp_BT": token_logprobs(model, mb["tokens_BT"], mb["mask_BT"], temperature=temperature,
-                                          floor_BT=mb.get("support_floor_BT"))}
+def _logp(model, mb, temperature: float, field: str):
+    return {field: token_logprobs(model, mb["tokens_BT"], mb["mask_BT"], temperature=temperature,
+                                  floor_BT=mb.get("support_floor_BT"))}
 
 
 def _ppo(model, mb, temperature: float):
@@ -30,12 +25,14 @@ def _ppo(model, mb, temperature: float):
     return rollout_fields(model, mb["tokens_BT"], mb["mask_BT"], temperature, mb.get("support_floor_BT"))
 
 
-KINDS = {"old": _old_logp, "ref": _ref_logp, "ppo": _ppo}
+KINDS = {"old": functools.partial(_logp, field="old_logp_BT"), "ref": functools.partial(_logp, field="ref_logp_BT"),
+         "ppo": _ppo}
 
 
 def scorer(kind: str, graphdef, mesh, num_micro_batches: int, temperature: float):
     """A jitted `(params, batch) -> {field: [B, T]}` for one optimizer batch {tokens_BT, mask_BT[, support_floor_BT]}
-    (rows over data x fsdp), at the sampler's temperature and top-k/top-p support: kind "old" -> old_logp_BT, "ref" -> ref_logp_BT, "ppo" -> old_logp_BT and old_value_BT."""
+    (rows over data x fsdp), at the sampler's temperature and top-k/top-p support: kind "old" -> old_logp_BT,
+    "ref" -> ref_logp_BT, "ppo" -> old_logp_BT and old_value_BT."""
     fn = functools.partial(KINDS[kind], temperature=temperature)
 
     def fields(params, batch):

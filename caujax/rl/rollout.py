@@ -16,6 +16,7 @@ key (data.seed, k, round), so a resumed run draws the same rollouts as an uninte
 """
 from __future__ import annotations
 
+import copy
 import json
 import pathlib
 import time
@@ -29,12 +30,11 @@ from caujax.data import batches as fixed
 from caujax.data.examples import RLExample, SourceContext
 from caujax.metrics_log import truncate
 from caujax.rl import advantages as adv
-from caujax.rl.rewards import RewardSet
+from caujax.rl.rewards import RewardSet, causal_reward
 from caujax.sampling.methods import SamplingParams
-from caujax.scoring import score
-from caujax.sampling.sampler import sample_ids
+from caujax.sampling.sampler import end_ids, sample_ids
 from caujax.sharding import fetch_global
-from caujax.step import place_batch, reference_fields, split_micro_batches
+from caujax.step import place_batch
 
 STUCK_FRACTION = 0.95       # a rollout is "stuck" when this share of completions is truncated or of groups flat
 
@@ -44,8 +44,8 @@ class RolloutStuck(ValueError):
 
 
 class RolloutSource:
-    """The BatchSource of GRPO and PPO (data/examples.py). `method` is "grpo" or "ppo"; `fields(model, ...)` and
-    `score(...)` below are where the two differ."""
+    """The BatchSource of GRPO and PPO (data/examples.py). `method` is "grpo" or "ppo"; `_method_fields` is where
+    the two differ."""
 
     fixed = False
 
@@ -60,17 +60,21 @@ class RolloutSource:
         _check_schedule(cfg, method, self.rows, self.G, self.steps_per_rollout)
         self.seq_len = ro.max_prompt_length + ro.max_completion_length
         self.prompt_ids = encode_prompts(tokenizer, examples, ro.max_prompt_length, f"{method}.rollout")
-        self.eos_ids = tuple(sorted({tokenizer.eos_token_id} | set(getattr(tokenizer, "extra_eos_ids", ()))))
+        self.eos_ids = None           # the model's own end ids (sampler.end_ids), known at the first rollout
         self.pad_id = tokenizer.pad_token_id or 0
         self.rewards = RewardSet.from_params(ro)
         self.run_dir = pathlib.Path(cfg.run_dir)
+        self._scorers = {}
+        self._start(position)
+
+    def _start(self, position: dict | None) -> None:
+        """The state that a position fixes: prompt order, rollout count, stuck count; no rollout buffered."""
         position = position or {}
         self.k, self.stuck = int(position.get("rollouts", 0)), int(position.get("stuck", 0))
-        self.prompts = fixed.Batches(list(range(len(examples))), self.rows // self.G, cfg.data.seed, list,
-                                     position.get("prompts"))
+        self.prompts = fixed.Batches(list(range(len(self.examples))), self.rows // self.G, self.ctx.cfg.data.seed,
+                                     list, position.get("prompts"))
         self.buffer, self.j = None, 0
         self.last, self.seconds, self.sampled_tokens = {}, 0.0, 0
-        self._scorers = {}
         if self.k and jax.process_index() == 0:      # a resumed run redraws the rollouts after its checkpoint
             truncate(self.run_dir / "rollouts.jsonl", self.k * self.steps_per_rollout)
 
@@ -92,7 +96,10 @@ class RolloutSource:
         return {"prompts": self.prompts.position(), "rollouts": self.k, "stuck": self.stuck}
 
     def restart(self, position: dict | None) -> RolloutSource:
-        return RolloutSource(self.examples, self.tokenizer, self.ctx, position, self.method)
+        """A source at `position` sharing this one's encoded prompts, rewards and compiled scorers."""
+        source = copy.copy(self)
+        source._start(position)
+        return source
 
     def metrics(self) -> dict[str, float]:
         """The latest rollout's statistics, and rollout seconds / sampled tokens per second since the last call."""
@@ -108,15 +115,18 @@ class RolloutSource:
         t0 = time.perf_counter()
         model = nnx.merge(policy.graphdef, policy.state.params)
         decoder = policy_of(model)
+        if self.eos_ids is None:
+            self.eos_ids = end_ids(decoder.cfg, self.tokenizer)
         groups_needed = self.rows // self.G
         dynamic = getattr(self.params, "dynamic_sampling", False)
-        kept, sampled, rounds = [], [], 0
+        kept, sampled, flats, rounds = [], [], [], 0
         while True:
             picked = next(self.prompts)
             group = self._sample_groups(decoder, picked, rounds)
+            flat = np.asarray(adv.zero_spread(group["reward_R"], self.G)) if self.G > 1 else np.zeros(len(picked), bool)
             sampled.append(group)
-            flat = adv.zero_spread(group["reward_R"], self.G) if self.G > 1 else np.zeros(len(picked), bool)
-            keep = ~np.asarray(flat) if dynamic else np.ones(len(picked), bool)
+            flats.append(flat)
+            keep = ~flat if dynamic else np.ones(len(picked), bool)
             kept += [_take_group(group, g, self.G) for g in np.flatnonzero(keep)]
             if not dynamic or len(kept) >= groups_needed or rounds >= self.params.max_resample_rounds:
                 break
@@ -127,9 +137,8 @@ class RolloutSource:
         # What the policy did is measured on everything sampled (every round), not only on the groups kept for the
         # loss: dynamic sampling keeps the informative groups, so their reward and accuracy are biased.
         everything = _concat(sampled)
-        flat_all = adv.zero_spread(everything["reward_R"], self.G) if self.G > 1 else np.zeros(1, bool)
         stats = _stats(everything) | fields_stats | {
-            "zero_spread_fraction": float(np.mean(flat_all)), "resample_rounds": rounds,
+            "zero_spread_fraction": float(np.concatenate(flats).mean()), "resample_rounds": rounds,
             "filler_rows": filler * self.G, "kept_fraction": len(kept) * self.G / self.rows}
         if filler * 2 > groups_needed:
             warnings.warn(f"rollout {self.k + 1}: only {len(kept)} of {groups_needed} groups had any reward spread "
@@ -156,9 +165,10 @@ class RolloutSource:
         texts = [self.tokenizer.decode([t for t in c if t not in self.eos_ids], skip_special_tokens=True)
                  for c in completions]
         examples = [self.examples[i] for i in rows]
-        total, terms = self.rewards([e.prompt for e in examples], texts, [e.item for e in examples],
-                                    lengths=out.lengths, truncated=~out.done)
-        correct = np.asarray([score(t, e.answer, "strict") for t, e in zip(texts, examples)], np.float64)
+        prompts, items = [e.prompt for e in examples], [e.item for e in examples]
+        total, terms = self.rewards(prompts, texts, items, lengths=out.lengths, truncated=~out.done)
+        # Strict accuracy is the "causal" reward's verdict: reuse it when that reward is in the set.
+        correct = terms["causal"] if "causal" in terms else np.asarray(causal_reward(prompts, texts, items))
         return {"correct_R": correct, "example_R": np.asarray(rows), "completion_R": completions, "text_R": texts,
                 "sampler_logp_R": [out.logp[r, :out.lengths[r]] for r in range(len(rows))],
                 "floor_R": [out.floor[r, :out.lengths[r]] for r in range(len(rows))],
@@ -168,28 +178,25 @@ class RolloutSource:
     def _batch(self, policy, rows: dict | None, filler_groups: int) -> tuple[dict, dict]:
         """Token rows in the common.py layout, the method's fields, and the method's rollout statistics."""
         R, T = self.rows, self.seq_len
-        tokens = np.full((R, T), self.pad_id, np.int32)
-        mask, loss_mask = np.zeros((R, T), np.int32), np.zeros((R, T), np.int32)
+        n_real = 0 if rows is None else len(rows["example_R"])
+        pairs = [(self.prompt_ids[i], c) for i, c in zip(rows["example_R"], rows["completion_R"])] if n_real else []
+        # Filler rows (dynamic sampling's partial batch) repeat a real row's tokens with no loss: a fully padded row
+        # would give attention nothing to attend to.
+        pairs += [pairs[0] if pairs else ([self.pad_id], [])] * (R - n_real)
+        batch = fixed.pad_rows(pairs, T, self.pad_id)          # the SFT row layout; nothing is cut (P + C <= T)
+        loss_mask = batch["loss_mask_BT"]
+        loss_mask[n_real:] = 0
+        # The sampler's per-token numbers sit in the loss-mask columns: token t+1's log-prob in column t.
         sampler_logp = np.zeros((R, T), np.float32)
         floor = np.full((R, T), -np.inf, np.float32)
-        n_real = 0 if rows is None else len(rows["example_R"])
-        for r in range(R):
-            # Filler rows (dynamic sampling's partial batch) repeat a real row's tokens with no loss: a fully padded
-            # row would give attention nothing to attend to.
-            src = r if r < n_real else 0
-            prompt = self.prompt_ids[rows["example_R"][src]] if n_real else [self.pad_id]
-            completion = rows["completion_R"][src] if n_real else []
-            P, C = len(prompt), len(completion)
-            tokens[r, :P + C], mask[r, :P + C] = prompt + completion, 1
-            if r < n_real:
-                loss_mask[r, P - 1:P + C - 1] = 1
-                sampler_logp[r, P - 1:P + C - 1] = rows["sampler_logp_R"][r]
-                floor[r, P - 1:P + C - 1] = rows["floor_R"][r]
+        for r in range(n_real):
+            cols = np.flatnonzero(loss_mask[r])
+            sampler_logp[r, cols], floor[r, cols] = rows["sampler_logp_R"][r], rows["floor_R"][r]
         reward = np.zeros(R) if not n_real else np.concatenate([rows["reward_R"], np.zeros(R - n_real)])
         done = np.ones(R, bool) if not n_real else np.concatenate([rows["done_R"], np.ones(R - n_real, bool)])
         if self.ro.mask_truncated_completions:
             loss_mask[~done] = 0
-        batch = {"tokens_BT": tokens, "mask_BT": mask, "loss_mask_BT": loss_mask, "sampler_logp_BT": sampler_logp}
+        batch["sampler_logp_BT"] = sampler_logp
         if self.ro.top_k or self.ro.top_p < 1.0:      # the trainer renormalises over the sampler's support
             batch["support_floor_BT"] = floor
         fields, extra = self._method_fields(policy, batch, reward, done, n_real)
@@ -254,9 +261,9 @@ class RolloutSource:
                 f"{limit}, 0 turns the check off). To go on: {fix}. Those settings make it another run: start a new "
                 f"run_dir from the base model; the checkpoints in run_dir are kept")
 
-    def _write_table(self, rows: dict | None) -> None:
+    def _write_table(self, rows: dict) -> None:
         every = self.ro.log_every
-        if not every or self.k % every or rows is None or jax.process_index() != 0:
+        if not every or self.k % every or jax.process_index() != 0:
             return
         step = self.k * self.steps_per_rollout + 1         # the first optimizer step trained on this rollout
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -333,7 +340,7 @@ def _concat(groups: list[dict]) -> dict:
 
 
 def _stats(rows: dict) -> dict[str, float]:
-    """Host statistics of the rows trained on (fillers excluded)."""
+    """Host statistics of everything a rollout sampled (every dynamic-sampling round, kept or not)."""
     reward, lengths = rows["reward_R"], rows["length_R"]
     out = {"reward_mean": float(np.nanmean(reward)), "reward_std": float(np.nanstd(reward)),
            "completion_length": float(lengths.mean()), "completion_length_max": float(lengths.max()),

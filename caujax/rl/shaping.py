@@ -5,17 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from caujax.losses.common import kl_estimate
 from caujax.losses.params import PPOParams
 from caujax.rl import advantages as adv
-
-
-def kl_per_token(old_logp: np.ndarray, ref_logp: np.ndarray, estimator: str) -> np.ndarray:
-    """KL_t of π_old from π_ref on sampled tokens: k1 = log π_old - log π_ref, k3 = (e^{Δ} - 1) - Δ with
-    Δ = log π_ref - log π_old (Schulman 2020; TRL PPOConfig.kl_estimator)."""
-    if estimator == "k1":
-        return old_logp - ref_logp
-    delta = ref_logp - old_logp
-    return np.expm1(delta) - delta
 
 
 def token_rewards(loss_mask: np.ndarray, score: np.ndarray, kl: np.ndarray | None, kl_coef: float) -> np.ndarray:
@@ -39,7 +31,9 @@ def ppo_fields(batch: dict, scored: dict, ref: dict | None, reward: np.ndarray, 
     score = reward.astype(np.float64)
     if params.missing_eos_penalty is not None:
         score = score - params.missing_eos_penalty * (~done)
-    kl = None if ref is None else kl_per_token(scored["old_logp_BT"], ref["ref_logp_BT"], params.kl_estimator)
+    # KL_t of π_old from π_ref on the sampled tokens (TRL PPOConfig.kl_estimator: k1 or k3).
+    kl = None if ref is None else np.asarray(kl_estimate(scored["old_logp_BT"], ref["ref_logp_BT"],
+                                                         params.kl_estimator))
     r = token_rewards(m, score, kl, params.kl_coef)
     if params.whiten_rewards:
         r = np.asarray(adv.whiten(r, m, shift_mean=False), np.float32)

@@ -173,6 +173,13 @@ def sample_ids(model, prompts: list[list[int]], params: SamplingParams, *, eos_i
     return Samples(*(fetch_global(x)[:keep] for x in out))
 
 
+def end_ids(model_cfg, tokenizer) -> tuple[int, ...]:
+    """The token ids that end a completion: the model config's eos_token_ids (several for some chat models) and the
+    tokenizer's eos token."""
+    eos = set(model_cfg.eos_token_ids) | ({tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set())
+    return tuple(sorted(eos))
+
+
 def sample(model, tokenizer, prompts: list[str], params: SamplingParams, add_special_tokens: bool | None = None,
            mesh=None):
     """Sample `params.n` completions for each prompt text; ids, per-token log-probs and decoded texts."""
@@ -181,11 +188,10 @@ def sample(model, tokenizer, prompts: list[str], params: SamplingParams, add_spe
     for text in prompts:
         add = add_special_tokens if add_special_tokens is not None else not (bos and text.startswith(bos))
         ids.append(tokenizer(text, add_special_tokens=add)["input_ids"])
-    eos = set(model.cfg.eos_token_ids) | ({tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set())
     # Stop strings end decoding on device when the sampled ids spell their usual tokenization; texts are cut at
     # the string whatever the tokenization, so the result is exact either way.
     stop_ids = tuple(tuple(tokenizer(s, add_special_tokens=False)["input_ids"]) for s in params.stop)
-    toks, logp, lengths, *_ = sample_ids(model, ids, params, eos_ids=tuple(sorted(eos)),
+    toks, logp, lengths, *_ = sample_ids(model, ids, params, eos_ids=end_ids(model.cfg, tokenizer),
                                         pad_id=tokenizer.pad_token_id or 0, mesh=mesh, stop_ids=stop_ids)
     out_tokens, out_logp, out_texts = [], [], []
     for i in range(len(prompts)):
