@@ -1,7 +1,7 @@
 """Run every benchmark in bench/ with the settings bench/README.md reports, one after the other, each in its own
 subprocess (a fresh process: no compilation cache, thread pool or memory carried over), printing their output.
 
-    python -m bench.run_all                      # all of them (about half an hour on 2 cores; the eval one most)
+    python -m bench.run_all                      # all of them (about an hour on 2 cores; the eval one most)
     python -m bench.run_all --only sampler-tiny  # a subset, by name
     python -m bench.run_all --list               # names and commands, nothing run
 
@@ -19,7 +19,8 @@ import time
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 
-# (name, module, arguments): the commands of bench/README.md, in its order.
+# (name, module, arguments): the commands of bench/README.md, in its order, then the precision / sampling / KTO
+# variants (the paper's sampling, bfloat16 decoding and training).
 BENCHMARKS = [
     ("sampler-tiny", "bench.sampler_vs_hf", ["--model", "tiny-qwen2", "--batch", "8", "--prompt-len", "64",
                                              "--new", "128", "--repeats", "3"]),
@@ -31,6 +32,18 @@ BENCHMARKS = [
     ("compile-depth", "bench.compile_depth", ["--layers", "4", "48", "--repeats", "2"]),
     ("grpo-iteration", "bench.grpo_vs_trl", ["--prompts", "4", "--group", "8", "--completion-len", "64",
                                              "--iterations", "4", "--repeats", "2"]),
+    ("step-kto", "bench.step_vs_trl", ["--method", "kto", "--batch", "8", "--seq-len", "512", "--repeats", "2"]),
+    ("step-sft-bf16", "bench.step_vs_trl", ["--method", "sft", "--precision", "bf16", "--batch", "8",
+                                            "--seq-len", "512", "--repeats", "2"]),
+    ("sampler-tiny-sampled", "bench.sampler_vs_hf", ["--model", "tiny-qwen2", "--batch", "8", "--prompt-len", "64",
+                                                     "--new", "128", "--repeats", "3", "--temperature", "0.6",
+                                                     "--top-p", "0.95"]),
+    ("sampler-tiny-bf16", "bench.sampler_vs_hf", ["--model", "tiny-qwen2", "--batch", "8", "--prompt-len", "64",
+                                                  "--new", "128", "--repeats", "3", "--dtype", "bfloat16"]),
+    ("sampler-gemma3-bf16-sampled", "bench.sampler_vs_hf", ["--model", "gemma3-270m", "--batch", "4",
+                                                            "--prompt-len", "64", "--new", "32", "--repeats", "2",
+                                                            "--dtype", "bfloat16", "--temperature", "0.6",
+                                                            "--top-p", "0.95"]),
 ]
 
 
@@ -68,7 +81,7 @@ def main(argv=None) -> int:
         results.append((name, rc, time.perf_counter() - t0))
     print("\n=== summary")
     for name, rc, seconds in results:
-        print(f"{name:18s} {'ok' if rc == 0 else f'FAILED (exit {rc})':16s} {seconds:7.0f} s")
+        print(f"{name:28s} {'ok' if rc == 0 else f'FAILED (exit {rc})':16s} {seconds:7.0f} s")
     return int(any(rc for _, rc, _ in results))
 
 

@@ -27,6 +27,8 @@ class ModelSource:
     param_dtype: DType = "float32"      # master weights θ, and the optimizer moments, are kept in this dtype
     compute_dtype: DType = "bfloat16"   # matmul/activation dtype of the forward and backward passes
     remat: bool = False                 # recompute each decoder block in the backward pass (memory for FLOPs)
+    attention: str = "auto"             # "auto", "plain", "blockwise" or "dot_product" (models/attention.py)
+    attention_block: int = 256          # query/key block of the blockwise kernel
     init_seed: int = 0                  # seed of the random init
 
     def __post_init__(self):
@@ -47,6 +49,10 @@ class DataConfig:
     #                                     start of the prompt (the completion is what the loss reads)
     batch_size: int = 8                 # B: rows (SFT, KTO) or pairs (DPO) per optimizer step, all devices together
     micro_batch_size: int | None = None  # rows/pairs per accumulation micro-batch; B / micro_batch_size = M
+    pad_multiple: int = 128             # a batch is padded to its longest row rounded up to this (one compiled
+    #                                     shape per multiple up to seq_len); 0 pads every batch to seq_len
+    packing: bool = False               # SFT: pack several examples into each row of seq_len tokens (data/packing.py;
+    #                                     the loss is unchanged); batch_size then counts packed rows
 
     def __post_init__(self):
         for name in ("seq_len", "batch_size"):
@@ -54,6 +60,8 @@ class DataConfig:
                 raise ValueError(f"data.{name} must be > 0, got {getattr(self, name)}")
         if self.num_examples < 0:
             raise ValueError(f"data.num_examples must be >= 0, got {self.num_examples}")
+        if self.pad_multiple < 0:
+            raise ValueError(f"data.pad_multiple must be >= 0, got {self.pad_multiple}")
         micro = self.micro_batch_size
         if micro is not None and (micro <= 0 or self.batch_size % micro):
             raise ValueError(f"data.batch_size={self.batch_size} is not a multiple of data.micro_batch_size={micro}")
@@ -148,6 +156,9 @@ class _RunFields:
             raise ValueError(f"method={self.method!r}; expected one of {tuple(METHODS)}")
         if self.steps <= 0 or self.log_every <= 0:
             raise ValueError(f"steps and log_every must be > 0, got {self.steps} and {self.log_every}")
+        if self.data.packing and self.method != "sft":
+            raise ValueError(f"data.packing applies to --method sft only (method={self.method}): preference pairs "
+                             f"and rollouts are scored per row; they are padded to their batch's longest row instead")
 
 
 # One training run: the common fields, then a section per method named after it and typed by the row's params

@@ -62,7 +62,8 @@ def build_model(cfg: RunConfig, mesh, tokenizer):
     if len(tokenizer) > arch.vocab_size:
         raise ValueError(f"the tokenizer has {len(tokenizer)} tokens, more than the model's "
                          f"vocab_size={arch.vocab_size}")
-    arch = arch.replace(compute_dtype=src.compute_dtype, remat=src.remat)
+    arch = arch.replace(compute_dtype=src.compute_dtype, remat=src.remat, attention=src.attention,
+                        attention_block=src.attention_block)
     graphdef, _ = nnx.split(nnx.eval_shape(lambda: Decoder(arch, rngs=nnx.Rngs(0))))
     return graphdef, params, tokenizer
 

@@ -166,3 +166,25 @@ def make_tiny_checkpoint_with_tokenizer(path: pathlib.Path, family: str = "qwen2
                                bos_token_id=tok.bos_token_id)
     save_pretrained(Decoder(cfg, rngs=nnx.Rngs(seed)), tok, path)
     return path
+
+
+def strong_weights(cfg, seed=0):
+    """Random weights (an nnx.State) large enough for peaked attention (DESIGN.md: tiny weights hide position
+    bugs)."""
+    import jax
+    import jax.numpy as jnp
+    from flax import nnx
+
+    from caujax.models import Decoder
+    from caujax.models.layout import is_matrix
+
+    abstract = nnx.state(nnx.eval_shape(lambda: Decoder(cfg, rngs=nnx.Rngs(0))))   # no eager init: no compiles
+    rng = np.random.RandomState(seed)
+    identity = 0.0 if cfg.norm_plus_one else 1.0
+
+    def draw(path, x):     # matrices N(0, 0.3); norm scales near identity and biases near 0, +- 0.1
+        if is_matrix(path):
+            return jnp.asarray(0.3 * rng.standard_normal(x.shape), x.dtype)
+        base = identity if "scale" in jax.tree_util.keystr(path) else 0.0
+        return jnp.asarray(base + 0.1 * rng.standard_normal(x.shape), x.dtype)
+    return jax.tree_util.tree_map_with_path(draw, abstract)

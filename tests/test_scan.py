@@ -12,7 +12,7 @@ from flax import nnx
 from caujax.models import Decoder, init_cache
 from caujax.models.layout import check_layer_layout, is_matrix
 from caujax.sampling import SamplingParams, sample_ids
-from model_fixtures import TINY
+from model_fixtures import TINY, strong_weights as _strong_weights
 
 # TINY's gemma3 layers (local, global, local) read the same backwards; an uneven pattern also catches per-layer
 # inputs (window flag, RoPE frequencies) fed to the scan in the wrong order.
@@ -21,20 +21,6 @@ CASES = {**TINY,
 VARIANTS = (dict(scan_layers=False), dict(remat=True), dict(scan_layers=False, remat=True))
 T = 12                          # longer than gemma3's window of 4
 TOL = 1e-5
-
-
-def _strong_weights(cfg, seed=0) -> nnx.State:
-    """Random weights large enough for peaked attention (DESIGN.md: tiny weights hide position bugs)."""
-    abstract = nnx.state(nnx.eval_shape(lambda: Decoder(cfg, rngs=nnx.Rngs(0))))   # no eager init: no compiles
-    rng = np.random.RandomState(seed)
-    identity = 0.0 if cfg.norm_plus_one else 1.0
-
-    def draw(path, x):     # matrices N(0, 0.3); norm scales near identity and biases near 0, +- 0.1
-        if is_matrix(path):
-            return jnp.asarray(0.3 * rng.standard_normal(x.shape), x.dtype)
-        base = identity if "scale" in jax.tree_util.keystr(path) else 0.0
-        return jnp.asarray(base + 0.1 * rng.standard_normal(x.shape), x.dtype)
-    return jax.tree_util.tree_map_with_path(draw, abstract)
 
 
 def _graphdef(cfg):

@@ -76,13 +76,22 @@ def fit(prompt: Ids, completion: Ids, seq_len: int) -> tuple[Ids, Ids]:
     return prompt[max(len(prompt) - room, 0):], completion
 
 
-def pad_rows(pairs: Sequence[tuple[Ids, Ids]], seq_len: int, pad_id: int) -> dict[str, np.ndarray]:
+def batch_width(lengths: Sequence[int], seq_len: int, multiple: int) -> int:
+    """Columns of a batch: its longest row rounded up to a multiple of `multiple` (one compiled shape per multiple,
+    at most seq_len / multiple of them), capped at seq_len; multiple = 0 pads every batch to seq_len."""
+    if not multiple:
+        return seq_len
+    return min(seq_len, -(-max(max(lengths, default=1), 1) // multiple) * multiple)
+
+
+def pad_rows(pairs: Sequence[tuple[Ids, Ids]], seq_len: int, pad_id: int, width: int | None = None
+             ) -> dict[str, np.ndarray]:
     """tokens_BT, mask_BT, loss_mask_BT (aligned with log-probs: column t is 1 when token t+1 is a completion
-    token), right-padded to seq_len."""
-    B = len(pairs)
-    tokens = np.full((B, seq_len), pad_id, np.int32)
-    mask = np.zeros((B, seq_len), np.int32)
-    loss_mask = np.zeros((B, seq_len), np.int32)
+    token): each row cut to seq_len (`fit`), right-padded to `width` columns (default seq_len)."""
+    B, width = len(pairs), width or seq_len
+    tokens = np.full((B, width), pad_id, np.int32)
+    mask = np.zeros((B, width), np.int32)
+    loss_mask = np.zeros((B, width), np.int32)
     for i, (prompt, completion) in enumerate(pairs):
         prompt, completion = fit(prompt, completion, seq_len)
         P, C = len(prompt), len(completion)
@@ -92,26 +101,35 @@ def pad_rows(pairs: Sequence[tuple[Ids, Ids]], seq_len: int, pad_id: int) -> dic
     return {"tokens_BT": tokens, "mask_BT": mask, "loss_mask_BT": loss_mask}
 
 
+def fitted_length(prompt: Ids, completion: Ids, seq_len: int) -> int:
+    return min(len(prompt) + len(completion), seq_len)
+
+
 # --- the three batch layouts (losses/common.py) ----------------------------------------------------------------------
-def sft_batch(rows, seq_len: int, pad_id: int) -> dict[str, np.ndarray]:
+def sft_batch(rows, seq_len: int, pad_id: int, multiple: int = 0) -> dict[str, np.ndarray]:
     """rows: (prompt ids, completion ids)."""
-    return pad_rows(rows, seq_len, pad_id)
+    return pad_rows(rows, seq_len, pad_id, batch_width([fitted_length(*r, seq_len) for r in rows], seq_len, multiple))
 
 
-def dpo_batch(rows, seq_len: int, pad_id: int) -> dict[str, np.ndarray]:
+def dpo_batch(rows, seq_len: int, pad_id: int, multiple: int = 0) -> dict[str, np.ndarray]:
     """rows: (prompt ids, chosen ids, rejected ids) -> 2B rows, [chosen; rejected], pair i = rows i and B+i."""
-    return pad_rows([(p, c) for p, c, _ in rows] + [(p, r) for p, _, r in rows], seq_len, pad_id)
+    pairs = [(p, c) for p, c, _ in rows] + [(p, r) for p, _, r in rows]
+    return pad_rows(pairs, seq_len, pad_id, batch_width([fitted_length(*r, seq_len) for r in pairs], seq_len,
+                                                        multiple))
 
 
-def kto_batch(rows, seq_len: int, pad_id: int, kl_group: int) -> dict[str, np.ndarray]:
+def kto_batch(rows, seq_len: int, pad_id: int, kl_group: int, multiple: int = 0) -> dict[str, np.ndarray]:
     """rows: (prompt ids, completion ids, label). The KL rows pair prompt i with the completion of row i-1 within
-    each group of kl_group consecutive rows (TRL's rotate-by-one within a per-device batch)."""
+    each group of kl_group consecutive rows (TRL's rotate-by-one within a per-device batch). Both halves share one
+    width, so a step compiles once per width."""
     if len(rows) % kl_group or kl_group < 2:
         raise ValueError(f"KTO needs kl_group >= 2 dividing the {len(rows)} rows, got kl_group={kl_group}")
-    batch = pad_rows([(p, c) for p, c, _ in rows], seq_len, pad_id)
+    pairs = [(p, c) for p, c, _ in rows]
     rotated = [(rows[g + i][0], rows[g + (i - 1) % kl_group][1]) for g in range(0, len(rows), kl_group)
                for i in range(kl_group)]
-    kl = pad_rows(rotated, seq_len, pad_id)
+    width = batch_width([fitted_length(*r, seq_len) for r in pairs + rotated], seq_len, multiple)
+    batch = pad_rows(pairs, seq_len, pad_id, width)
+    kl = pad_rows(rotated, seq_len, pad_id, width)
     batch.update({f"kl_{k}": v for k, v in kl.items()})
     batch["label_B"] = np.array([int(label) for _, _, label in rows], np.int32)
     return batch

@@ -209,26 +209,39 @@ def encode_kto(tokenizer, examples) -> list[tuple[list[int], list[int], bool]]:
     return [(p, c, e.label) for (p, c), e in zip(encode_sft(tokenizer, examples), examples)]
 
 
-def collate_sft(rows, seq_len: int, pad_id: int, kl_group: int) -> dict[str, np.ndarray]:
-    return batches.sft_batch(rows, seq_len, pad_id)
+def collate_sft(rows, data_cfg, pad_id: int, kl_group: int) -> dict[str, np.ndarray]:
+    return batches.sft_batch(rows, data_cfg.seq_len, pad_id, data_cfg.pad_multiple)
 
 
-def collate_dpo(rows, seq_len: int, pad_id: int, kl_group: int) -> dict[str, np.ndarray]:
-    return batches.dpo_batch(rows, seq_len, pad_id)
+def collate_dpo(rows, data_cfg, pad_id: int, kl_group: int) -> dict[str, np.ndarray]:
+    return batches.dpo_batch(rows, data_cfg.seq_len, pad_id, data_cfg.pad_multiple)
 
 
-def collate_kto(rows, seq_len: int, pad_id: int, kl_group: int) -> dict[str, np.ndarray]:
-    return batches.kto_batch(rows, seq_len, pad_id, kl_group)
+def collate_kto(rows, data_cfg, pad_id: int, kl_group: int) -> dict[str, np.ndarray]:
+    return batches.kto_batch(rows, data_cfg.seq_len, pad_id, kl_group, data_cfg.pad_multiple)
+
+
+def collate_packed(packs, data_cfg, pad_id: int, kl_group: int) -> dict[str, np.ndarray]:
+    from caujax.data.packing import pack_length, packed_batch
+    width = batches.batch_width([pack_length(p, data_cfg.seq_len) for p in packs], data_cfg.seq_len,
+                                data_cfg.pad_multiple)
+    return packed_batch(packs, data_cfg.seq_len, pad_id, width)
 
 
 def fixed_source(encode: Callable, collate: Callable) -> Callable:
     """The batch-source factory of a fixed-data method: (examples, tokenizer, SourceContext, position) ->
-    FixedBatches over the encoded rows; KTO's mismatched pairs rotate within each micro-batch (kl_group rows)."""
+    FixedBatches over the encoded rows, each batch padded to its longest row (data.pad_multiple); KTO's mismatched
+    pairs rotate within each micro-batch (kl_group rows). With data.packing (SFT), the rows are packed once
+    (data/packing.py) and the batches walk the packs."""
     def make(examples, tokenizer, ctx: SourceContext, position: dict | None = None) -> FixedBatches:
         rows = encode(tokenizer, examples)
         pad_id, data_cfg, kl_group = tokenizer.pad_token_id or 0, ctx.cfg.data, ctx.micro_batch_size
+        join = collate
+        if data_cfg.packing:
+            from caujax.data.packing import pack
+            rows, join = pack(rows, data_cfg.seq_len, data_cfg.seed), collate_packed
         return FixedBatches(rows, data_cfg.batch_size, data_cfg.seed,
-                            lambda picked: collate(picked, data_cfg.seq_len, pad_id, kl_group), position)
+                            lambda picked: join(picked, data_cfg, pad_id, kl_group), position)
     return make
 
 

@@ -7,7 +7,8 @@ token. (TRL's `completion_mask` is aligned with the tokens; ours is `completion_
 
 SFT
     tokens_BT      int32   prompt + completion, padded
-    mask_BT        int32   1 for real tokens, 0 for padding
+    mask_BT        int32   1 for real tokens, 0 for padding; in packed rows (data/packing.py) the document's
+                           segment id 1, 2, ... (attention stays inside a segment, positions restart)
     loss_mask_BT   int32   1 where token t+1 is a completion token
 DPO  (2B rows in one forward pass: rows [0, B) are the chosen completions, rows [B, 2B) the rejected ones, pair i
      being rows i and B+i, as TRL concatenates `[chosen; rejected]`)
@@ -136,10 +137,11 @@ def kl_estimate(logp_BT: Array, ref_BT: Array, estimator: str) -> Array:
 
 def next_token_targets(tokens_BT: Array, mask_BT: Array) -> tuple[Array, Array]:
     """Targets aligned with `logp_BT` (column t holds token t+1) and where they are valid: the target and its
-    context token both real. The last column has no target and is never valid."""
+    context token both real and of one segment (a packed row's next document is not predicted from the last). The
+    last column has no target and is never valid."""
     targets_BT = jnp.concatenate([tokens_BT[:, 1:], jnp.zeros_like(tokens_BT[:, :1])], axis=1)
-    mask_BT = mask_BT.astype(jnp.bool_)
-    valid_BT = jnp.concatenate([mask_BT[:, :-1] & mask_BT[:, 1:], jnp.zeros_like(mask_BT[:, :1])], axis=1)
+    same_BT = (mask_BT[:, :-1] > 0) & (mask_BT[:, :-1] == mask_BT[:, 1:])
+    valid_BT = jnp.concatenate([same_BT, jnp.zeros_like(same_BT[:, :1])], axis=1)
     return targets_BT, valid_BT
 
 

@@ -51,6 +51,9 @@ class ModelConfig:
     tie_embeddings: bool = False
     param_dtype: DType = "float32"
     compute_dtype: DType = "float32"
+    attention: Literal["auto", "plain", "blockwise", "dot_product"] = "auto"   # kernel (models/attention.py);
+    #                                     auto: fused on GPU, blockwise on TPU and for long rows, plain otherwise
+    attention_block: int = 256          # query/key block of the blockwise kernel
     remat: bool = False                 # training: recompute each block's activations in the backward pass
     scan_layers: bool = True            # one compiled block applied by lax.scan over the stacked [L, ...] layers;
     #                                     False: a Python loop over the same parameters (L compiled blocks; tests)
@@ -66,6 +69,10 @@ class ModelConfig:
             raise ValueError(f"layer_types has {len(self.layer_types)} entries for num_layers={self.num_layers}")
         if "local" in self.layer_types and not self.sliding_window:
             raise ValueError("local (sliding-window) layers need sliding_window > 0")
+        if self.attention not in ("auto", "plain", "blockwise", "dot_product"):
+            raise ValueError(f"attention={self.attention!r}; expected 'auto', 'plain', 'blockwise' or 'dot_product'")
+        if self.attention_block < 1:
+            raise ValueError(f"attention_block={self.attention_block} must be >= 1")
         for name in ("param_dtype", "compute_dtype"):
             if getattr(self, name) not in ("float32", "bfloat16"):
                 raise ValueError(f"{name}={getattr(self, name)!r}; expected 'float32' or 'bfloat16'")

@@ -6,9 +6,11 @@ Axis letters used in names and einsums:
   B batch, T query length, S key length (cache slots + new tokens), V vocabulary, D model width,
   N query heads, K key/value heads, G query heads per kv head (N = K * G), H head dim, F MLP width.
 
-Masking is by position, not by array index: a key is visible to a query when it is a real token
-(mask or filled cache slot), its position is <= the query's, and, on sliding-window layers,
-q_pos - k_pos < sliding_window. Left padding, right padding and ring-buffer caches all reduce to that rule.
+Masking is by position, not by array index: a key is visible to a query when it is a real token of the query's
+segment (mask or filled cache slot), its position is <= the query's, and, on sliding-window layers,
+q_pos - k_pos < sliding_window. Left padding, right padding, packed rows and ring-buffer caches all reduce to that
+rule. mask_BT doubles as the segment id: 0 is padding, 1 an ordinary row, 1, 2, 3, ... the documents of a packed
+row (data/packing.py); positions restart at 0 in each segment. models/attention.py holds the kernels.
 
 Layers are stacked: every Block parameter has a leading layer axis L (logical name "layers"), and one compiled
 block is applied by jax.lax.scan, so compile time does not grow with depth. What differs between layers (Gemma 3's
@@ -23,11 +25,11 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from caujax.models.attention import attend
 from caujax.models.config import ModelConfig
 from caujax.sharding import constrain
 
 Cache = dict[str, jax.Array]     # k_LBSKH, v_LBSKH, pos_LBS (-1 marks an empty slot); one S for every layer
-_NEG = -0.7 * float(jnp.finfo(jnp.float32).max)   # finite, so fully masked rows (pad queries) stay NaN-free
 
 
 def _param(rngs: nnx.Rngs, shape, axes, init="normal", dtype="float32", stack: int | None = None) -> nnx.Param:
@@ -46,12 +48,13 @@ def _param(rngs: nnx.Rngs, shape, axes, init="normal", dtype="float32", stack: i
 def dense(x, w, contract: int = 1):
     """Contract the last `contract` axes of x with the first `contract` axes of w, as one 2-D matmul.
 
-    Same math as the einsum, but XLA:CPU sends a plain [rows, k] @ [k, cols] product (and its gradients) to its fast
+    Same math as the einsum (float32 accumulation whatever the input dtype), but XLA:CPU sends a plain [rows, k] @ [k, cols] product (and its gradients) to its fast
     GEMM, while a contraction over batch-like axes (the weight gradient of "BTD,DF->BTF" sums over B and T) takes a
     slower path: 2x on the MLP's forward+backward on CPU. Sharding is unaffected: merged axes keep their leading
     axis's sharding."""
     lead, k = x.shape[: x.ndim - contract], math.prod(x.shape[x.ndim - contract:])
-    y = x.reshape(-1, k) @ w.reshape(k, -1)
+    # bfloat16 inputs accumulate in float32 (mixed precision), then round once to the activation dtype.
+    y = jnp.matmul(x.reshape(-1, k), w.reshape(k, -1), preferred_element_type=jnp.float32).astype(x.dtype)
     return y.reshape(*lead, *w.shape[contract:])
 
 
@@ -149,8 +152,8 @@ class Attention(nnx.Module):
         elif q_BTNH.shape[1] == 1:
             # One decoded token: write it first and attend over the cache alone. Concatenating [cache; new] would
             # copy every layer's whole cache on every step (half the decode time at 32 rows on CPU). The write
-            # lands at slot pos % S, which held position pos - S: no longer visible to this query when S >= the
-            # window (sampler caches hold every position, S = prompt + new tokens).
+            # lands in a free column (by_column caches) or at slot pos % S, which held position pos - S: no longer
+            # visible to this query when S >= the window.
             new_cache = _write_cache(cache, layer, k_BTKH, v_BTKH, positions_BT, mask_BT)
             keys_BSKH, vals_BSKH = new_cache["k"][layer].astype(dt), new_cache["v"][layer].astype(dt)
             k_pos_BS = new_cache["pos"][layer]
@@ -163,18 +166,13 @@ class Attention(nnx.Module):
 
         B, T, N, H = q_BTNH.shape
         K = cfg.num_kv_heads
-        q_BTKGH = q_BTNH.reshape(B, T, K, N // K, H)
-        scale = (cfg.query_pre_attn_scalar or H) ** -0.5
-        s_BKGTS = jnp.einsum("BTKGH,BSKH->BKGTS", q_BTKGH, keys_BSKH, preferred_element_type=jnp.float32) * scale
-        if cfg.attn_logit_softcap:
-            s_BKGTS = jnp.tanh(s_BKGTS / cfg.attn_logit_softcap) * cfg.attn_logit_softcap
-        q_pos, k_pos = positions_BT[:, :, None], k_pos_BS[:, None, :]
-        visible_BTS = k_ok_BS.astype(bool)[:, None, :] & (k_pos <= q_pos)
-        if "local" in cfg.layer_types:   # static: only models with sliding-window layers pay for the select
-            visible_BTS &= jnp.where(is_local, q_pos - k_pos < cfg.sliding_window, True)
-        s_BKGTS = jnp.where(visible_BTS[:, None, None], s_BKGTS, _NEG)
-        p_BKGTS = jax.nn.softmax(s_BKGTS, axis=-1).astype(dt)
-        out_BTNH = jnp.einsum("BKGTS,BSKH->BTKGH", p_BKGTS, vals_BSKH).reshape(B, T, N, H)
+        out_BTKGH = attend(
+            q_BTNH.reshape(B, T, K, N // K, H), keys_BSKH, vals_BSKH, positions_BT, k_pos_BS, mask_BT,
+            k_ok_BS.astype(jnp.int32) if cache is not None and not prefill else mask_BT,
+            scale=(cfg.query_pre_attn_scalar or H) ** -0.5, softcap=cfg.attn_logit_softcap,
+            window=cfg.sliding_window if "local" in cfg.layer_types else None, is_local=is_local,
+            impl=cfg.attention, self_causal=cache is None or prefill, block=cfg.attention_block)
+        out_BTNH = out_BTKGH.reshape(B, T, N, H)
         out_BTD = dense(out_BTNH, self.o[...].astype(dt), contract=2)
         if new_cache is None and cache is not None:
             new_cache = _write_cache(cache, layer, k_BTKH, v_BTKH, positions_BT, mask_BT)
@@ -182,9 +180,19 @@ class Attention(nnx.Module):
 
 
 def _write_cache(cache: Cache, layer, k_BTKH, v_BTKH, positions_BT, mask_BT) -> Cache:
-    """Store layer `layer`'s new keys at slot = position % S. Pads, and tokens that a longer-than-S prefill would
-    overwrite in the same call, are sent to slot S and dropped, so no two writes hit one slot (scatter order is
-    undefined). The scatter writes into the stacked buffer in place (it is the scan carry)."""
+    """Store layer `layer`'s new keys in the stacked buffer, in place (it is the scan carry).
+
+    A cache with an "at" entry (init_cache(..., by_column=True), the sampler's) writes the T new columns at slots
+    [at, at + T) of every row: one dynamic-update-slice, pads stored with position -1. Otherwise each key goes to
+    slot = position % S (a ring buffer for any S); pads, and tokens that a longer-than-S prefill would overwrite in
+    the same call, are sent to slot S and dropped, so no two writes hit one slot (scatter order is undefined)."""
+    if "at" in cache:
+        pos_BT = jnp.where(mask_BT > 0, positions_BT, -1)
+        zero = jnp.zeros((), jnp.int32)
+        start = lambda ndim: (jnp.asarray(layer, jnp.int32), zero, cache["at"]) + (zero,) * (ndim - 3)
+        put = lambda buf, new: jax.lax.dynamic_update_slice(buf, new.astype(buf.dtype)[None], start(buf.ndim))
+        return {"k": put(cache["k"], k_BTKH), "v": put(cache["v"], v_BTKH), "pos": put(cache["pos"], pos_BT),
+                "at": cache["at"]}
     S = cache["pos"].shape[2]
     valid = mask_BT.astype(jnp.int32)
     later_BT = jnp.cumsum(valid[:, ::-1], axis=1)[:, ::-1] - valid     # valid tokens after t in the row
@@ -286,6 +294,8 @@ class Decoder(nnx.Module):
                 local = cfg.layer_type(i) == "local"
                 params = jax.tree.map(lambda p: p[i], stack)
                 x_BTD, cache = block(x_BTD, cache, params, i, rope_inv_freq(cfg, local), local)
+        if cache is not None and "at" in cache:
+            cache = {**cache, "at": cache["at"] + tokens_BT.shape[1]}
         return self.final_norm(x_BTD), cache
 
     def logits(self, h_BTD, vocab_start=0, vocab_size: int | None = None):
@@ -303,23 +313,33 @@ class Decoder(nnx.Module):
 
 
 def default_mask_positions(tokens_BT, mask_BT=None, positions_BT=None):
-    """All-ones mask by default; positions = number of real tokens before t (0 for leading pads)."""
+    """All-ones mask by default; positions = number of earlier real tokens of the same segment (0 for leading pads,
+    the last position for trailing ones; pads are never visible), so left padding is harmless and each document of a
+    packed row starts at position 0."""
     if mask_BT is None:
         mask_BT = jnp.ones(tokens_BT.shape, jnp.int32)
     if positions_BT is None:
-        positions_BT = jnp.maximum(jnp.cumsum(mask_BT.astype(jnp.int32), axis=1) - 1, 0)
+        real_BT = jnp.cumsum((mask_BT > 0).astype(jnp.int32), axis=1)         # real tokens up to and including t
+        starts_BT = (mask_BT > 0) & (mask_BT != jnp.pad(mask_BT, ((0, 0), (1, 0)))[:, :-1])
+        before_BT = jax.lax.cummax(jnp.where(starts_BT, real_BT - 1, 0), axis=1)   # real tokens before the segment
+        positions_BT = jnp.maximum(real_BT - before_BT - 1, 0)
     return mask_BT, positions_BT
 
 
-def init_cache(cfg: ModelConfig, batch: int, max_len: int) -> Cache:
+def init_cache(cfg: ModelConfig, batch: int, max_len: int, by_column: bool = False) -> Cache:
     """Empty KV cache, stacked over layers: k, v [L, B, S, K, H] and pos [L, B, S] with S = max_len on every layer.
 
     The trade-off of one S for all layers (so the cache is one scan input): sliding-window layers keep max_len slots
     where their window would do. For Gemma 3 (5 local : 1 global, window 512-1024) at long contexts that is up to
     about 6x the cache memory of per-layer sizes; at max_len <= window it costs nothing. Attention masks by position,
-    and writes go to slot = position % S, so the ring-buffer logic is correct for any S."""
+    and writes go to slot = position % S, so the ring-buffer logic is correct for any S.
+
+    by_column=True (the sampler): call t's tokens go to the next free columns, the same slots for every row, tracked
+    by the scalar cache["at"]; one dynamic-update-slice per layer instead of a scatter. The caller promises that
+    max_len covers every token it will write (prompt columns + new tokens): nothing wraps."""
     dt = jnp.dtype(cfg.compute_dtype)
     shape = (cfg.num_layers, batch, max_len, cfg.num_kv_heads, cfg.head_dim)
     kv = lambda: constrain(jnp.zeros(shape, dt), "layers", "batch", "seq", "kv_heads", "head_dim")
     pos = constrain(jnp.full(shape[:3], -1, jnp.int32), "layers", "batch", "seq")
-    return {"k": kv(), "v": kv(), "pos": pos}
+    cache = {"k": kv(), "v": kv(), "pos": pos}
+    return {**cache, "at": jnp.zeros((), jnp.int32)} if by_column else cache

@@ -31,7 +31,8 @@ class SamplingState:
     lengths_R: jax.Array       # tokens sampled while the row was live (EOS / stop tokens included)
     logits_RV: jax.Array       # logits for the next token
     positions_R: jax.Array     # position of the next token
-    cache: dict                # KV cache stacked over layers: k, v [L, R, S, K, H], pos [L, R, S] (decoder.init_cache)
+    cache: dict                # KV cache stacked over layers: k, v [L, R, S, K, H], pos [L, R, S], and the next
+    #                            column "at" (decoder.init_cache, by_column: prompt columns, then one per step)
     rng: jax.Array
 
 
@@ -65,8 +66,8 @@ def _sample(graphdef, state, prompt_BP, mask_BP, rng, *, params: SamplingParams,
     B, P = prompt_BP.shape
     n, M = params.n, params.max_new_tokens
     positions_BP = jnp.maximum(jnp.cumsum(mask_BP, axis=1) - 1, 0)
-    logits_B1V, cache = model.decode(prompt_BP, positions_BP, mask_BP, init_cache(model.cfg, B, cache_len),
-                                     prefill=True, last_only=True)
+    logits_B1V, cache = model.decode(prompt_BP, positions_BP, mask_BP,
+                                     init_cache(model.cfg, B, cache_len, by_column=True), prefill=True, last_only=True)
     # The n samples of a prompt share its prefill: repeat the cache rows instead of recomputing them.
     rep = lambda x: jnp.repeat(x, n, axis=0)
     state0 = SamplingState(
@@ -75,7 +76,8 @@ def _sample(graphdef, state, prompt_BP, mask_BP, rng, *, params: SamplingParams,
         done_R=jnp.zeros((B * n,), bool),
         lengths_R=jnp.zeros((B * n,), jnp.int32),
         logits_RV=rep(logits_B1V[:, 0]), positions_R=rep(positions_BP[:, -1] + 1),
-        cache=jax.tree.map(lambda x: jnp.repeat(x, n, axis=1), cache), rng=rng)     # rows are axis 1: [L, B, ...]
+        cache={k: x if k == "at" else jnp.repeat(x, n, axis=1) for k, x in cache.items()},   # rows: axis 1
+        rng=rng)
     eos = jnp.asarray(eos_ids or (-1,), jnp.int32)
 
     def cond(s: SamplingState):
