@@ -312,9 +312,12 @@ def train_flops(cfg, real_tokens: float, seq_len: float) -> float:
 
 
 def effective_seq_len(mask_BT) -> float:
-    """sum T_i^2 / sum T_i over the rows of a 0/1 mask [B, T] (its real lengths): the seq_len for which the
-    attention term of forward_flops / train_flops is exact for rows of differing lengths."""
-    lengths = np.asarray(mask_BT).sum(axis=-1).astype(np.float64)
+    """sum T_i^2 / sum T_i over the documents of a mask [B, T] (0 padding; 1, or a packed row's segment ids
+    1, 2, ...): the seq_len for which the attention term of forward_flops / train_flops is exact for documents of
+    differing lengths (a packed document attends only inside itself)."""
+    mask = np.asarray(mask_BT)
+    lengths = np.array([(mask == s).sum(axis=-1) for s in range(1, int(mask.max(initial=0)) + 1)],
+                       np.float64).ravel()
     return float((lengths ** 2).sum() / max(lengths.sum(), 1.0))
 
 

@@ -73,7 +73,7 @@ def step_flops(method: str, cfg, main_BT, kl_BT=None, padded: bool = False) -> f
         mask = np.asarray(mask)
         if padded:
             return float(mask.size), float(mask.shape[-1])
-        return float(mask.sum()), machine.effective_seq_len(mask)
+        return float((mask > 0).sum()), machine.effective_seq_len(mask)
 
     flops = machine.train_flops(cfg, *shape(main_BT))
     if method in ("dpo", "kto"):
@@ -83,7 +83,8 @@ def step_flops(method: str, cfg, main_BT, kl_BT=None, padded: bool = False) -> f
     return flops
 
 
-def run_caujax(method, path, tokenizer, examples, batch, seq_len, steps, lr, precision, cfg, pad_multiple=0):
+def run_caujax(method, path, tokenizer, examples, batch, seq_len, steps, lr, precision, cfg, pad_multiple=0,
+               packing=False):
     import dataclasses
     import types
 
@@ -116,7 +117,8 @@ def run_caujax(method, path, tokenizer, examples, batch, seq_len, steps, lr, pre
         else {}
     if pad_multiple and not widths:
         raise SystemExit("--pad-multiple: this caujax's DataConfig has no pad_multiple")
-    data_cfg = DataConfig(num_examples=len(examples), seed=0, seq_len=seq_len, batch_size=batch, **widths)
+    data_cfg = DataConfig(num_examples=len(examples), seed=0, seq_len=seq_len, batch_size=batch, packing=packing,
+                          **widths)
     data = spec.batches(examples, tokenizer, SourceContext(types.SimpleNamespace(data=data_cfg), batch, mesh), None)
     out = {"times": [], "tokens": [], "losses": [], "flops": [], "padded_flops": [], "compiled": 0}
     for i in range(steps + 1):                # step 0 compiles
@@ -131,7 +133,7 @@ def run_caujax(method, path, tokenizer, examples, batch, seq_len, steps, lr, pre
             out["compiled"] += 1
         elif i:
             out["times"].append(seconds)
-            out["tokens"].append(int(b["mask_BT"].sum()))
+            out["tokens"].append(int((b["mask_BT"] > 0).sum()))
             kl = b.get("kl_mask_BT")
             out["flops"].append(step_flops(method, cfg, b["mask_BT"], kl))
             out["padded_flops"].append(step_flops(method, cfg, b["mask_BT"], kl, padded=True))
@@ -216,7 +218,11 @@ def main(argv=None):
     ap.add_argument("--pad-multiple", type=int, default=0,
                     help="caujax data.pad_multiple: 0 (default) pads every batch to --seq-len, one compiled shape; "
                          "N pads to the longest row rounded up to N (steps that compile a new width are not timed)")
+    ap.add_argument("--packing", action="store_true",
+                    help="caujax data.packing (SFT): several examples per row of --seq-len; --batch counts packed rows")
     args = ap.parse_args(argv)
+    if args.packing and args.method != "sft":
+        ap.error("--packing applies to --method sft")
     if args.method == "kto" and args.batch < 2:
         ap.error("KTO needs --batch >= 2 (its KL term rotates completions within a batch)")
 
@@ -235,7 +241,7 @@ def main(argv=None):
         for _ in range(args.repeats):
             for name, run in (("caujax", run_caujax), ("trl", run_trl)):
                 machine.reset_peak_rss()
-                extra = {"pad_multiple": args.pad_multiple} if name == "caujax" else {}
+                extra = {"pad_multiple": args.pad_multiple, "packing": args.packing} if name == "caujax" else {}
                 try:
                     out = run(args.method, tmp, tokenizer, examples, args.batch, args.seq_len, args.steps, 1e-5,
                               args.precision, cfg, **extra)
@@ -252,7 +258,8 @@ def main(argv=None):
     print(f"\n{args.method}: batch {args.batch} ({unit}), seq_len {args.seq_len}, {args.repeats} alternating runs x "
           f"{args.steps} timed steps after one warm-up step, {args.precision} on {_device()}; caujax "
           + (f"pads each batch to its longest row rounded up to {args.pad_multiple} ({compiled} steps that compiled "
-             f"a new width not timed)" if args.pad_multiple else "pads every row to seq_len") + "\n")
+             f"a new width not timed)" if args.pad_multiple else "pads every row to seq_len")
+          + (", packs several examples per row (data.packing)" if args.packing else "") + "\n")
     dtype = "bfloat16" if args.precision == "bf16" else "float32"
     libs = {"caujax": "xla", "trl": "torch"}
     print("| framework | first loss | median s/step | real tokens/step | real tokens/s | model GFLOP/step | GFLOP/s | "

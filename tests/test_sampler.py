@@ -171,3 +171,21 @@ def test_stop_sequence_ends_a_row_on_device():
     first = next(i for i in range(1, NEW) if tuple(tokens[0, i - 1: i + 1].tolist()) == stop)
     stopped, _, lengths, done, _ = sample_ids(model, PROMPTS[:1], params, stop_ids=(stop,))
     assert done[0] and lengths[0] == first + 1 and (stopped[0, first + 1:] == 0).all()
+
+
+def test_bf16_compute_samples_like_weights_stored_in_bf16():
+    """With float32 master weights and bf16 compute, the sampler casts the weight matrices once before its loop
+    (not per step): the draws equal those of a model whose matrices are stored in bf16 and norms in float32."""
+    from model_fixtures import TINY, strong_weights
+
+    from caujax.models.layout import is_matrix
+
+    cfg = TINY["qwen2"].replace(compute_dtype="bfloat16")
+    state = strong_weights(cfg)
+    stored = jax.tree_util.tree_map_with_path(lambda p, x: x.astype(jnp.bfloat16) if is_matrix(p) else x, state)
+    graphdef = nnx.graphdef(nnx.eval_shape(lambda: Decoder(cfg, rngs=nnx.Rngs(0))))
+    params = SamplingParams(temperature=0.8, top_k=20, max_new_tokens=6, n=2, seed=3)
+    a = sample_ids(nnx.merge(graphdef, state), [[5, 9, 2, 7], [3, 1]], params)
+    b = sample_ids(nnx.merge(graphdef, stored), [[5, 9, 2, 7], [3, 1]], params)
+    np.testing.assert_array_equal(a.tokens, b.tokens)
+    np.testing.assert_allclose(a.logp, b.logp, atol=1e-6)

@@ -16,6 +16,7 @@ import numpy as np
 from flax import nnx
 
 from caujax.models.decoder import init_cache
+from caujax.models.layout import is_matrix
 from caujax.sampling.methods import SamplingParams, next_tokens
 from caujax.sharding import SAMPLE_RULES, batch_sharding, batch_ways, fetch_global, put_global, tree_shardings, use_rules
 
@@ -63,6 +64,14 @@ def bucket(x: int, multiple: int = 8) -> int:
 def _sample(graphdef, state, prompt_BP, mask_BP, rng, *, params: SamplingParams, eos_ids: tuple[int, ...],
             stop_ids: tuple[tuple[int, ...], ...], cache_len: int):
     model = nnx.merge(graphdef, state)
+    compute = jnp.dtype(model.cfg.compute_dtype)
+    if compute != jnp.float32:
+        # Decoding reads every weight matrix once per token: cast them to the compute dtype once, before the loop,
+        # rather than reading float32 master weights and casting inside every step. Norm scales and biases stay.
+        state = jax.tree_util.tree_map_with_path(
+            lambda path, x: x.astype(compute) if is_matrix(path) and jnp.issubdtype(x.dtype, jnp.floating) else x,
+            state)
+        model = nnx.merge(graphdef, state)
     B, P = prompt_BP.shape
     n, M = params.n, params.max_new_tokens
     positions_BP = jnp.maximum(jnp.cumsum(mask_BP, axis=1) - 1, 0)
