@@ -8,33 +8,15 @@ flight) and arguments (parameters and optimizer state), per attention kernel, wi
 from __future__ import annotations
 
 import argparse
-import functools
 
 from bench import machine
 
 
 def plan(cfg, tokens: int, batch: int) -> tuple[int, int]:
     """(XLA temporary bytes, argument bytes) of the compiled SFT train step for `cfg` on batch x tokens."""
-    import jax
-    import jax.numpy as jnp
-    from flax import nnx
+    from bench.compile_depth import lower_step
 
-    from caujax.config import OptimConfig
-    from caujax.losses.params import SFTParams
-    from caujax.methods import METHODS
-    from caujax.models import Decoder
-    from caujax.sharding import make_mesh, tree_shardings
-    from caujax.step import TrainState, make_optimizer, make_train_step
-
-    mesh = make_mesh(devices=jax.devices()[:1])
-    graphdef, params = nnx.split(nnx.eval_shape(lambda: Decoder(cfg, rngs=nnx.Rngs(0))))
-    tx = make_optimizer(OptimConfig(lr=1e-5), total_steps=10)
-    state = jax.eval_shape(lambda p: TrainState(jnp.zeros((), jnp.int32), p, tx.init(p), jax.random.PRNGKey(0)),
-                           params)
-    step = make_train_step(functools.partial(METHODS["sft"].objective, params=SFTParams()), tx, graphdef=graphdef,
-                           state_sharding=tree_shardings(state, mesh), mesh=mesh)
-    rows = jax.ShapeDtypeStruct((batch, tokens), jnp.int32)
-    m = step.lower(state, {"tokens_BT": rows, "mask_BT": rows, "loss_mask_BT": rows}, None).compile().memory_analysis()
+    m = lower_step(cfg, batch, tokens).compile().memory_analysis()
     return m.temp_size_in_bytes, m.argument_size_in_bytes
 
 

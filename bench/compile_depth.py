@@ -25,8 +25,8 @@ from caujax.sharding import make_mesh, tree_shardings
 from caujax.step import TrainState, make_optimizer, make_train_step
 
 
-def compile_seconds(cfg: ModelConfig, batch: int, seq_len: int) -> tuple[float, float]:
-    """(trace + lower seconds, XLA compile seconds) of the SFT train step for `cfg`."""
+def lower_step(cfg: ModelConfig, batch: int, seq_len: int):
+    """train.py's SFT train step (AdamW, one CPU device) for `cfg`, lowered from abstract shapes: never run."""
     mesh = make_mesh(devices=jax.devices()[:1])
     graphdef, params = nnx.split(nnx.eval_shape(lambda: Decoder(cfg, rngs=nnx.Rngs(0))))
     tx = make_optimizer(OptimConfig(lr=1e-4), total_steps=10)
@@ -35,8 +35,13 @@ def compile_seconds(cfg: ModelConfig, batch: int, seq_len: int) -> tuple[float, 
     step = make_train_step(functools.partial(METHODS["sft"].objective, params=SFTParams()), tx, graphdef=graphdef,
                            state_sharding=tree_shardings(state, mesh), mesh=mesh)
     rows = jax.ShapeDtypeStruct((batch, seq_len), jnp.int32)
+    return step.lower(state, {"tokens_BT": rows, "mask_BT": rows, "loss_mask_BT": rows}, None)
+
+
+def compile_seconds(cfg: ModelConfig, batch: int, seq_len: int) -> tuple[float, float]:
+    """(trace + lower seconds, XLA compile seconds) of the SFT train step for `cfg`."""
     t0 = time.perf_counter()
-    lowered = step.lower(state, {"tokens_BT": rows, "mask_BT": rows, "loss_mask_BT": rows}, None)
+    lowered = lower_step(cfg, batch, seq_len)
     t1 = time.perf_counter()
     lowered.compile()
     return t1 - t0, time.perf_counter() - t1

@@ -97,8 +97,8 @@ TOP_PS = (0.05, 0.3, 0.6, 0.9, 0.95, 0.99, 0.9999)
 def test_cutoff_equals_sort_based_nucleus():
     """Every kind of row, vocabularies of 3000, 40 and 7 (fewer than the 64 prefix), many top_p: the cutoff's kept
     set is the old single-sort one (up to float32 rounding at top_p near 1 over a long tail: _assert_same_kept),
-    for the default prefixes and a cascade of small ones; and it is bit for bit the cutoff of the same cascade run
-    down to the full sort."""
+    for the default prefixes and a cascade of small ones; and, when a prefix settles it, it is bit for bit the
+    cutoff of the same cascade run down to the bisection."""
     stages, disputed, decisions = {}, 0, 0
     for B, V in ((16, 3000), (8, 40), (8, 7)):
         for kind in KINDS:
@@ -110,7 +110,10 @@ def test_cutoff_equals_sort_based_nucleus():
                     cut, stage = new_cutoff(x, top_p, prefilters, False)
                     cut_all, last = new_cutoff(x, top_p, prefilters, True)
                     where = f"{kind} [{B}, {V}] top_p {top_p} prefilters {prefilters}"
-                    np.testing.assert_array_equal(np.asarray(cut), np.asarray(cut_all), err_msg=where)
+                    if int(stage) < int(last):   # stopped early: bit for bit the cutoff of running every stage
+                        np.testing.assert_array_equal(np.asarray(cut), np.asarray(cut_all), err_msg=where)
+                    # (both bisected: two compiled programs may sum the tail in different orders; the kept set
+                    # is checked against the sort below, with the same rounding allowance)
                     disputed += _assert_same_kept(np.asarray(x >= cut), ref, x, top_p, where)
                     decisions += B
                     stages.setdefault((V, prefilters), set()).add(int(stage))
@@ -212,10 +215,9 @@ def test_prefix_is_the_path_taken_on_peaked_rows():
 @pytest.mark.skipif(jax.default_backend() != "cpu", reason="XLA:CPU's top_k rewrite")
 @pytest.mark.parametrize("top_k", [0, 20])
 def test_no_full_sort_outside_the_fallback(top_k):
-    """The compiled filter sorts the whole row only inside the last lax.cond branch: its top_k calls stay partial
-    top-k (methods._top_values; without the barrier XLA:CPU sorts the row for the top-k filter and the prefix)."""
+    """The compiled filter never sorts the whole row: its top_k calls stay partial top-k (methods._top_values;
+    without the barrier XLA:CPU sorts the row for the top-k filter and the prefix) and the last stage bisects."""
     x = jnp.zeros((8, 32768), jnp.float32)
     hlo = jax.jit(lambda x: filter_logits(x, top_k=top_k, top_p=0.95)).lower(x).compile().as_text()
     full_sorts = re.findall(r"= f32\[8,32768\]\{1,0\} sort\(", hlo)
-    assert len(full_sorts) == 1, hlo
-    assert "sort(" not in hlo[hlo.index("ENTRY"):].split("\n\n")[0]
+    assert len(full_sorts) == 0, hlo
