@@ -38,7 +38,8 @@ class ModelSource:
 
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
-    """Training text. tokens per optimizer step = batch_size * seq_len (DPO: 2 * batch_size * seq_len)."""
+    """Training text. tokens per optimizer step <= batch_size * seq_len (DPO: 2 * batch_size * seq_len); batches are
+    padded to their longest row (pad_multiple) and, with packing, a row holds several examples."""
 
     source: str = "generated"           # "generated" (caujax.causal.generate), a .json file of CauGym-format problems
     #                                     (`python -m caujax.data generate`), or a .jsonl file of rows in the method's

@@ -232,7 +232,7 @@ def _loop(cfg, step_fn, graphdef, state, ref_params, data, table, lr, mesh, mana
             batch = data.next(Policy(graphdef, state))
             if table is not None:
                 batch |= {k: v[step] for k, v in table.items()}
-            tokens += int(batch["mask_BT"].sum())
+            tokens += int((batch["mask_BT"] > 0).sum())     # packed rows hold segment ids 1, 2, ...
             batch = place_batch(batch, mesh)
             with jax.transfer_guard("disallow"):      # nothing crosses host<->device inside the step by accident
                 state, metrics = step_fn(state, batch, ref_params)
@@ -280,7 +280,7 @@ def _restore(manager, step: int, state, state_sharding, config_json: dict):
 # may change; so may the model section, whose
 # weights the checkpoint replaces (a shape change is named by the restore).
 _SAME_RUN = ("method", "data", "optim", "seed")
-_MAY_CHANGE = ("data.micro_batch_size", "grpo.rollout.log_every", "grpo.rollout.stuck_rollouts",
+_MAY_CHANGE = ("data.micro_batch_size", "data.pad_multiple", "grpo.rollout.log_every", "grpo.rollout.stuck_rollouts",
                "ppo.rollout.log_every", "ppo.rollout.stuck_rollouts")
 
 
@@ -296,7 +296,8 @@ def _check_same_run(saved: dict, now: dict, run_dir) -> None:
 
 def _diff(saved, now, prefix: str) -> list[str]:
     if isinstance(saved, dict) and isinstance(now, dict):
-        return [d for k in sorted(saved.keys() | now.keys())
+        # A key the saved config lacks is a field added since it was written: that run had its default.
+        return [d for k in sorted(saved.keys())
                 for d in _diff(saved.get(k), now.get(k), f"{prefix}.{k}")]
     now = list(now) if isinstance(now, tuple) else now
     return [] if saved == now else [f"{prefix}={saved!r} (this run: {now!r})"]

@@ -296,3 +296,17 @@ def test_kto_row_without_a_label_is_named(tmp_path):
                     + json.dumps({"prompt": "p", "completion": "c"}) + "\n")
     with pytest.raises(RowError, match=r"kto.jsonl: row 1: missing field 'label'"):
         read_examples(data, "kto")
+
+
+def test_resume_accepts_a_config_written_before_a_field_existed():
+    """A run saved before data.pad_multiple / data.packing existed resumes (it had their defaults' behaviour for
+    the loss); a setting that did change is still refused."""
+    from caujax.config import apply_overrides, load_preset, to_json_dict
+
+    now = to_json_dict(load_preset(train_preset := pathlib.Path(__file__).parent.parent / "configs/tiny.py"))
+    saved = json.loads(json.dumps(now))
+    del saved["data"]["pad_multiple"], saved["data"]["packing"]
+    train._check_same_run(saved, now, "runs/old")
+    other = to_json_dict(apply_overrides(load_preset(train_preset), {"optim.lr": "0.5"}))
+    with pytest.raises(ValueError, match="optim.lr"):
+        train._check_same_run(saved, other, "runs/old")

@@ -144,7 +144,7 @@ class Batches:
         if len(rows) < batch_size:
             raise ValueError(f"{len(rows)} training examples are fewer than one batch of {batch_size}")
         self.rows, self.batch_size, self.seed, self.collate = rows, batch_size, seed, collate
-        self.per_epoch = len(rows) // batch_size          # the last partial batch is dropped: one static shape
+        self.per_epoch = len(rows) // batch_size          # the last partial batch is dropped: one static batch size
         position = position or {"epoch": 0, "batch": 0}
         self.epoch, self.batch = int(position["epoch"]), int(position["batch"])
 

@@ -6,7 +6,8 @@ targets never cross a document boundary (losses/common.next_token_targets). The 
 therefore the loss of its examples unpacked: the same per-token log-probs, summed over the same completion tokens
 (tests/test_packing.py checks loss and gradients).
 
-Packing is best-fit decreasing over the fitted lengths (Johnson 1973: never more than 11/9 OPT + 1 rows), done once
+Packing is best-fit decreasing over the fitted lengths (a classic bin-packing heuristic, within about 11/9 of the
+fewest rows in the worst case; Johnson 1973), done once
 per run from a seeded order, so the packed rows, and a resumed run's batches, are the same every time.
 """
 from __future__ import annotations

@@ -11,8 +11,12 @@ q_BTKGH (G query heads per kv head), k_BSKH, v_BSKH; positions and segments are 
   as a custom VJP, so the backward keeps only q, k, v, the output and the [B, K, G, T] log-sum-exp. When the keys
   are the queries themselves (`self_causal`: training and prefill), key blocks wholly after a query block are
   skipped: visibility implies key index <= query index because positions grow with the index inside a segment.
-- "dot_product" is jax.nn.dot_product_attention (cuDNN flash attention on GPU when the shapes allow); it has no
-  logit softcap, so models with one fall back to "blockwise".
+- "dot_product" is jax.nn.dot_product_attention (implementation=None: jax picks cuDNN where it can, else the XLA
+  form, which materialises the scores); it has no logit softcap, so models with one fall back to "blockwise".
+
+A query that sees no key at all (padding, segment 0) gets the mean of the values it scanned in the forward and a
+zero gradient in the blockwise backward: its output is never read (pads are never keys and their log-probs are
+masked), so its cotangent is 0 and the two agree where it matters.
 """
 from __future__ import annotations
 
@@ -38,13 +42,15 @@ def visible(q_pos_BT, k_pos_BS, q_seg_BT, k_seg_BS, is_local, window: int | None
 
 
 def resolve(impl: Impl, T: int, S: int, softcap: float | None) -> str:
-    """The kernel "auto" stands for: jax.nn's fused attention on GPU (cuDNN flash), the plain form for one decoded
-    token, blockwise otherwise (on CPU its custom backward alone made the 8 x 512 SFT step 2x faster than autodiff of
-    the plain form, bench/README.md). "dot_product" with a softcap (which jax.nn cannot apply) becomes "blockwise"."""
+    """The kernel "auto" stands for: the plain form for one decoded token, blockwise otherwise, on every backend (on
+    CPU its custom backward made the 8 x 512 forward + backward 1.17x faster than autodiff of the plain form,
+    bench/README.md). "dot_product" is opt-in: jax.nn.dot_product_attention with implementation=None, which jax
+    0.10 runs as the XLA form (T x T scores, autodiff backward) unless it picks cuDNN, so it is not the default on
+    GPU until measured there; with a softcap (which jax.nn cannot apply) it becomes "blockwise"."""
     if impl not in IMPLS:
         raise ValueError(f"unknown attention {impl!r}; expected one of {IMPLS}")
     if impl == "auto":
-        impl = "plain" if T == 1 else "dot_product" if jax.default_backend() == "gpu" else "blockwise"
+        impl = "plain" if T == 1 else "blockwise"
     if impl == "dot_product" and softcap:
         impl = "blockwise"
     return impl

@@ -52,7 +52,7 @@ class ModelConfig:
     param_dtype: DType = "float32"
     compute_dtype: DType = "float32"
     attention: Literal["auto", "plain", "blockwise", "dot_product"] = "auto"   # kernel (models/attention.py);
-    #                                     auto: fused on GPU, blockwise on TPU and for long rows, plain otherwise
+    #                                     auto: plain for one decoded token, blockwise otherwise
     attention_block: int = 256          # query/key block of the blockwise kernel
     remat: bool = False                 # training: recompute each block's activations in the backward pass
     scan_layers: bool = True            # one compiled block applied by lax.scan over the stacked [L, ...] layers;

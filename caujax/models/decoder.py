@@ -10,7 +10,9 @@ Masking is by position, not by array index: a key is visible to a query when it 
 segment (mask or filled cache slot), its position is <= the query's, and, on sliding-window layers,
 q_pos - k_pos < sliding_window. Left padding, right padding, packed rows and ring-buffer caches all reduce to that
 rule. mask_BT doubles as the segment id: 0 is padding, 1 an ordinary row, 1, 2, 3, ... the documents of a packed
-row (data/packing.py); positions restart at 0 in each segment. models/attention.py holds the kernels.
+row (data/packing.py); positions restart at 0 in each segment. A segment is contiguous and neighbouring segments
+have different ids (a 0/1 mask with a hole inside a row would restart positions after the hole). Caches and the
+ring-buffer writes expect 0/1 masks. models/attention.py holds the kernels.
 
 Layers are stacked: every Block parameter has a leading layer axis L (logical name "layers"), and one compiled
 block is applied by jax.lax.scan, so compile time does not grow with depth. What differs between layers (Gemma 3's

@@ -68,6 +68,7 @@ def _sample(graphdef, state, prompt_BP, mask_BP, rng, *, params: SamplingParams,
     if compute != jnp.float32:
         # Decoding reads every weight matrix once per token: cast them to the compute dtype once, before the loop,
         # rather than reading float32 master weights and casting inside every step. Norm scales and biases stay.
+        # The copy lives for the whole call: half the float32 parameter bytes more (check_cache_fits ignores it).
         state = jax.tree_util.tree_map_with_path(
             lambda path, x: x.astype(compute) if is_matrix(path) and jnp.issubdtype(x.dtype, jnp.floating) else x,
             state)
