@@ -11,7 +11,7 @@ import typing
 from typing import Literal
 
 from caujax.methods import METHODS
-from caujax.models.config import DType, ModelConfig
+from caujax.models.config import DType, LoRAConfig, ModelConfig
 
 Method = Literal[tuple(METHODS)]        # the method names, from the method table
 
@@ -29,7 +29,8 @@ class ModelSource:
     remat: bool = False                 # recompute each decoder block in the backward pass (memory for FLOPs)
     attention: str = "auto"             # "auto", "plain", "blockwise" or "dot_product" (models/attention.py)
     attention_block: int = 256          # query/key block of the blockwise kernel
-    init_seed: int = 0                  # seed of the random init
+    init_seed: int = 0                  # seed of the random init (and of LoRA's A matrices)
+    lora: LoRAConfig = LoRAConfig()     # rank > 0: train low-rank adapters on a frozen base (models/lora.py)
 
     def __post_init__(self):
         if self.path is None and self.arch is None:

@@ -23,6 +23,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from caujax.config import OptimConfig
 from caujax.losses.common import Loss
+from caujax.models import lora
 from caujax.models.layout import matrix_mask
 from caujax.sharding import (BATCH_AXES, TRAIN_RULES, batch_sharding, batch_ways, fetch_global, put_global,
                              tree_shardings)
@@ -32,8 +33,9 @@ from caujax.sharding import (BATCH_AXES, TRAIN_RULES, batch_sharding, batch_ways
 @dataclasses.dataclass(frozen=True)
 class TrainState:
     step: Array                       # optimizer steps taken, int32 scalar
-    params: nnx.State                 # θ, the master weights (ModelSource.param_dtype)
-    opt_state: optax.OptState
+    params: nnx.State                 # θ, the master weights (ModelSource.param_dtype); with LoRA adapters the
+    #                                   frozen base weights too (models/lora.py: split_trainable)
+    opt_state: optax.OptState         # of the trainable part of params only
     rng: Array                        # raw uint32 PRNG key: each step splits off its key (micro-batch field "rng")
 
 
@@ -74,12 +76,13 @@ def make_optimizer(cfg: OptimConfig, total_steps: int) -> optax.GradientTransfor
 
 def init_state(params: nnx.State, tx: optax.GradientTransformation, mesh: Mesh, seed: int,
                rules=TRAIN_RULES) -> tuple[TrainState, TrainState]:
-    """(state, state shardings): the optimizer state is created directly in its sharding (no host copy)."""
-    abstract = jax.eval_shape(lambda p: TrainState(jnp.zeros((), jnp.int32), p, tx.init(p), jax.random.PRNGKey(0)),
-                              params)
+    """(state, state shardings): the optimizer state is created directly in its sharding (no host copy); it covers
+    the trainable parameters only (all of them, or the LoRA adapters and any head: models/lora.py)."""
+    new = lambda p, key: TrainState(jnp.zeros((), jnp.int32), p, tx.init(lora.trainable(p)), key)
+    abstract = jax.eval_shape(lambda p: new(p, jax.random.PRNGKey(0)), params)
     sharding = tree_shardings(abstract, mesh, rules)
-    make = jax.jit(lambda p: TrainState(jnp.zeros((), jnp.int32), p, tx.init(p), jax.random.PRNGKey(seed)),
-                   in_shardings=(sharding.params,), out_shardings=sharding)
+    make = jax.jit(lambda p: new(p, jax.random.PRNGKey(seed)), in_shardings=(sharding.params,),
+                   out_shardings=sharding)
     return make(params), sharding
 
 
@@ -117,7 +120,7 @@ def reference_fields(reference: Callable, ref_model, micro_batches: dict[str, Ar
 def make_train_step(objective: Callable[..., Loss], tx: optax.GradientTransformation, *, graphdef,
                     state_sharding: TrainState, mesh: Mesh, num_micro_batches: int = 1,
                     reference: Callable | None = None, global_fields: Callable | None = None,
-                    row_blocks: int = 1):
+                    row_blocks: int = 1, reference_is_base: bool = False):
     """`step_fn(state, batch, ref_params) -> (state, metrics)`, jitted once with explicit shardings; the state is
     donated (its buffers are reused for the new state, so params and moments exist once in memory).
 
@@ -126,6 +129,11 @@ def make_train_step(objective: Callable[..., Loss], tx: optax.GradientTransforma
                                                     `ref_params`; None when the batch carries them (cached)
     global_fields(model, micro_batches) -> fields   computed over all M micro-batches before the loss (KTO's z0)
     row_blocks: 2 for DPO, whose token rows stack [chosen; rejected] (split_micro_batches)
+    reference_is_base: a LoRA run's π_ref is the policy with its adapters off (lora.adapter_off), computed from the
+                    state itself; `ref_params` is then ignored (pass None)
+
+    Only the trainable part of the params is differentiated and updated (models/lora.split_trainable): every
+    parameter, or with LoRA the adapters (and any head built around the decoder) while the base stays frozen.
 
     Each step splits the state's key: one half carries on, the other, folded with the micro-batch index, is the
     micro-batch's "rng" field (a [2] uint32 key) for objectives that draw randomness (adapter dropout).
@@ -144,33 +152,37 @@ def make_train_step(objective: Callable[..., Loss], tx: optax.GradientTransforma
         rng, step_key = jax.random.split(state.rng)
         mbs["rng"] = jax.vmap(lambda m: jax.random.fold_in(step_key, m))(jnp.arange(M))
         if reference is not None:
-            mbs |= reference_fields(reference, nnx.merge(graphdef, ref_params), mbs)
+            ref = lora.adapter_off(state.params) if reference_is_base else ref_params
+            mbs |= reference_fields(reference, nnx.merge(graphdef, ref), mbs)
         if global_fields is not None:
             extra = global_fields(nnx.merge(graphdef, state.params), mbs)
             mbs |= {k: jnp.broadcast_to(v, (M,) + v.shape) for k, v in extra.items()}
+        trainable, frozen = lora.split_trainable(state.params)
 
-        def sum_loss(params, mb):          # differentiate the SUM; divide once by the global count below
-            loss = objective(nnx.merge(graphdef, params), mb)
+        def sum_loss(trainable, mb):       # differentiate the SUM; divide once by the global count below
+            model = nnx.merge(graphdef, lora.join(trainable, frozen))
+            lora.set_dropout_key(model, mb["rng"])          # a no-op without adapter dropout
+            loss = objective(model, mb)
             return loss.total, loss
 
         def body(g_sum, mb):
-            (_, loss), g = jax.value_and_grad(sum_loss, has_aux=True)(state.params, mb)
+            (_, loss), g = jax.value_and_grad(sum_loss, has_aux=True)(trainable, mb)
             g_sum = jax.tree.map(lambda a, b: a + b.astype(jnp.float32), g_sum, g)
             return g_sum, loss
 
         # float32 accumulators whatever the parameter dtype: M bf16 additions would round M times.
-        g_zero = jax.tree.map(lambda p: jnp.zeros(p.shape, jnp.float32), state.params)
+        g_zero = jax.tree.map(lambda p: jnp.zeros(p.shape, jnp.float32), trainable)
         g_sum, loss_M = jax.lax.scan(body, g_zero, mbs)
         loss = loss_M.combine()                                  # sums (and maxima) over the global batch
         n = jnp.maximum(loss.count.astype(jnp.float32), 1.0)
-        grads = jax.tree.map(lambda g, p: (g / n).astype(p.dtype), g_sum, state.params)
-        updates, opt_state = tx.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
+        grads = jax.tree.map(lambda g, p: (g / n).astype(p.dtype), g_sum, trainable)
+        updates, opt_state = tx.update(grads, state.opt_state, trainable)
+        params = lora.join(optax.apply_updates(trainable, updates), frozen)
         metrics = {"loss": loss.total / n, "count": n, "grad_norm": optax.tree.norm(grads), **loss.metric_means()}
         return TrainState(state.step + 1, params, opt_state, rng), metrics
 
     replicated = NamedSharding(mesh, PartitionSpec())
-    ref_sharding = state_sharding.params if reference is not None else replicated
+    ref_sharding = state_sharding.params if reference is not None and not reference_is_base else replicated
     return jax.jit(train_step, in_shardings=(state_sharding, batch_sharding(mesh), ref_sharding),
                    out_shardings=(state_sharding, replicated), donate_argnums=0)
 

@@ -6,6 +6,7 @@ loop. It names no method: what differs between methods is their row in caujax/me
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import hashlib
 import json
@@ -24,7 +25,7 @@ from caujax.config import RunConfig, apply_overrides, load_preset, parse_overrid
 from caujax.data import batches
 from caujax.data.examples import SourceContext, load_examples, texts
 from caujax.metrics_log import MetricsLog
-from caujax.models import Decoder, load_pretrained, save_pretrained
+from caujax.models import Decoder, load_pretrained, lora, save_pretrained
 from caujax.models.layout import is_matrix
 from caujax.sharding import batch_ways, make_mesh, tree_shardings
 from caujax.step import (Policy, init_state, learning_rate, make_optimizer, make_train_step, place_batch,
@@ -63,7 +64,11 @@ def build_model(cfg: RunConfig, mesh, tokenizer):
         raise ValueError(f"the tokenizer has {len(tokenizer)} tokens, more than the model's "
                          f"vocab_size={arch.vocab_size}")
     arch = arch.replace(compute_dtype=src.compute_dtype, remat=src.remat, attention=src.attention,
-                        attention_block=src.attention_block)
+                        attention_block=src.attention_block, lora=src.lora if src.lora.rank else None)
+    if arch.lora is not None:       # fresh adapters (B = 0) around the frozen base, made in their shardings
+        make = lambda: nnx.state(Decoder(arch, rngs=nnx.Rngs(src.init_seed)), nnx.LoRAParam)
+        adapters = jax.jit(make, out_shardings=tree_shardings(jax.eval_shape(make), mesh))()
+        params = lora.join(adapters, params)
     graphdef, _ = nnx.split(nnx.eval_shape(lambda: Decoder(arch, rngs=nnx.Rngs(0))))
     return graphdef, params, tokenizer
 
@@ -130,18 +135,21 @@ def train(cfg: RunConfig, resume: bool = False) -> list[dict]:
         raise ValueError("the tokenizer has no chat template; set --model.tokenizer to a directory that has one")
     section = getattr(cfg, cfg.method)
     compute = jnp.dtype(cfg.model.compute_dtype)
+    # With LoRA, π_ref is the policy with its adapters off (lora.adapter_off): no copy; `ref` then carries None for
+    # its params and whoever scores with it takes the current policy's.
+    adapters = cfg.model.lora.rank > 0
     ref_params = jax.tree_util.tree_map_with_path(
         lambda path, p: p.astype(compute) if is_matrix(path) else jnp.copy(p),
-        params) if method.uses_reference(section) else None
+        params) if method.uses_reference(section) and not adapters else None
     # π_ref is a decoder; the trained module may be more (PPO's value head or critic), built around the decoder.
-    ref = (graphdef, ref_params) if ref_params is not None else None
+    ref = (graphdef, ref_params) if ref_params is not None or (adapters and method.uses_reference(section)) else None
     if method.wrap is not None:
         graphdef, params = method.wrap(graphdef, params, section)
 
     # Data: the method's batch source, built before anything is written so that bad input (a prompt longer than
     # the cache, a schedule that splits a rollout) fails first; restarted from the checkpoint's position below. A
     # method without an in-step reference pass gets π_ref here (PPO's KL penalty goes into its rewards).
-    in_step = method.reference is not None and ref_params is not None
+    in_step = method.reference is not None and ref is not None
     data = method.batches(examples, tokenizer, SourceContext(cfg, micro, mesh, None if in_step else ref), None)
     if not in_step:
         ref_params = None                         # the step takes none (the rollout holds its own reference)
@@ -171,8 +179,9 @@ def train(cfg: RunConfig, resume: bool = False) -> list[dict]:
                              f"batches from the policy: use reference.mode=step")
         cache = pathlib.Path(cfg.reference.cache_dir or run_dir / "reference")
         table = reference_table(cache / f"{cfg.method}-{_fingerprint(cfg, data.rows)}.npz",
-                                functools.partial(method.reference, params=section),
-                                graphdef, ref_params, mesh, data.restart(None), cfg.steps,
+                                functools.partial(method.reference, params=section), graphdef,
+                                lora.adapter_off(state.params) if adapters else ref_params, mesh,
+                                data.restart(None), cfg.steps,
                                 num_micro_batches=M, row_blocks=method.row_blocks)
         ref_params = None                         # its memory goes back to the policy
 
@@ -180,7 +189,8 @@ def train(cfg: RunConfig, resume: bool = False) -> list[dict]:
                               graphdef=graphdef, state_sharding=state_sharding, mesh=mesh, num_micro_batches=M,
                               reference=functools.partial(method.reference, params=section)
                               if in_step and table is None else None,
-                              global_fields=method.global_fields, row_blocks=method.row_blocks)
+                              global_fields=method.global_fields, row_blocks=method.row_blocks,
+                              reference_is_base=adapters)
 
     # Run-level files: process 0 writes them; every process holds what it needs in memory (the tokenizer is trained
     # deterministically on the same text by each).
@@ -199,7 +209,13 @@ def train(cfg: RunConfig, resume: bool = False) -> list[dict]:
         plot_loss(run_dir)
     if cfg.export:
         model = nnx.merge(graphdef, state.params)
-        export(method.policy(model) if method.policy else model, tokenizer, run_dir / "hf", texts(examples[:1])[0])
+        model = method.policy(model) if method.policy else model
+        if adapters and cfg.model.lora.export == "peft":
+            from caujax.models.peft_export import save_adapter
+            save_adapter(model, run_dir / "adapter", base=cfg.model.path)
+        else:
+            export(lora.merge_adapters(model) if adapters else model, tokenizer, run_dir / "hf",
+                   texts(examples[:1])[0])
     return lines
 
 
@@ -256,16 +272,24 @@ def _loop(cfg, step_fn, graphdef, state, ref_params, data, table, lr, mesh, mana
                 bar.set_postfix(loss=f"{metrics['loss']:.4f}", **rl, tok_s=f"{line['tokens_per_s']:.0f}")
                 tokens, last_logged, t0 = 0, done, time.perf_counter()
             bar.update(1)
-            if checkpoint.due(done, cfg.checkpoint, cfg.steps):
-                checkpoint.save(manager, done, state, data.position(), config_json)
+            if checkpoint.due(done, cfg.checkpoint, cfg.steps):     # with LoRA: adapters + moments only
+                checkpoint.save(manager, done, _saved_part(state), data.position(), config_json)
     return state, lines
+
+
+def _saved_part(state):
+    """What a checkpoint holds: the whole TrainState, or with LoRA adapters the trainable part of its params (the
+    frozen base comes from model.path again on resume)."""
+    return dataclasses.replace(state, params=lora.trainable(state.params))
 
 
 def _restore(manager, step: int, state, state_sharding, config_json: dict):
     """(state, data position) of checkpoint `step`; a mismatch also names the config fields that changed."""
-    abstract = jax.eval_shape(lambda: state)
+    abstract = jax.eval_shape(lambda: _saved_part(state))
     try:
-        restored, position, _ = checkpoint.restore(manager, step, abstract, state_sharding)
+        restored, position, _ = checkpoint.restore(manager, step, abstract, _saved_part(state_sharding))
+        frozen = lora.split_trainable(state.params)[1]           # the base weights, loaded from model.path again
+        restored = dataclasses.replace(restored, params=lora.join(restored.params, frozen))
     except checkpoint.CheckpointMismatch as e:
         saved = checkpoint.saved_config(manager, step)
         changed = _diff(saved.get("model", {}), config_json["model"], "model")

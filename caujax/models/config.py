@@ -21,6 +21,42 @@ class RopeScaling:
     original_max_position: int = 8192
 
 
+# Logical projection names, and the Hugging Face module each one is (PEFT's target_modules names).
+TARGETS = {"q": "self_attn.q_proj", "k": "self_attn.k_proj", "v": "self_attn.v_proj", "o": "self_attn.o_proj",
+           "gate": "mlp.gate_proj", "up": "mlp.up_proj", "down": "mlp.down_proj"}
+
+
+@dataclasses.dataclass(frozen=True)
+class LoRAConfig:
+    """Adapter hyperparameters. Defaults follow PEFT's LoraConfig (r=8, lora_alpha=8, lora_dropout=0) except the
+    rank, whose 0 means "no adapters: full fine-tuning"; targets default to every projection of every layer (PEFT's
+    "all-linear" without the output layer, as in QLoRA, Dettmers et al. 2023)."""
+
+    rank: int = 0                       # r, 1-64 typical; 0 = no adapters (full fine-tuning)
+    alpha: float | None = None          # the adapter's output is scaled by alpha / rank; None = rank (scale 1)
+    dropout: float = 0.0                # dropout on the adapter's input during training (PEFT lora_dropout)
+    targets: tuple[str, ...] = tuple(TARGETS)   # by logical name: q, k, v, o, gate, up, down
+    export: Literal["merged", "peft"] = "merged"   # end-of-run export: a merged HF directory, or a PEFT adapter
+
+    def __post_init__(self):
+        if self.rank < 0:
+            raise ValueError(f"lora.rank={self.rank} must be >= 0 (0 = full fine-tuning)")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"lora.dropout={self.dropout} must be in [0, 1)")
+        unknown = [t for t in self.targets if t not in TARGETS]
+        if unknown or (self.rank and not self.targets):
+            raise ValueError(f"lora.targets={self.targets!r}: expected a non-empty subset of {tuple(TARGETS)} "
+                             f"(q/k/v/o are the attention projections, gate/up/down the MLP's)")
+        if self.alpha is not None and self.alpha <= 0:
+            raise ValueError(f"lora.alpha={self.alpha} must be > 0")
+        if self.export not in ("merged", "peft"):
+            raise ValueError(f"lora.export={self.export!r}; expected 'merged' or 'peft'")
+
+    @property
+    def scale(self) -> float:
+        return (self.alpha if self.alpha is not None else self.rank) / self.rank
+
+
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
     """Decoder hyperparameters. Letters refer to the axis glossary at the top of decoder.py."""
@@ -55,6 +91,7 @@ class ModelConfig:
     #                                     auto: plain for one decoded token, blockwise otherwise
     attention_block: int = 256          # query/key block of the blockwise kernel
     remat: bool = False                 # training: recompute each block's activations in the backward pass
+    lora: LoRAConfig | None = None      # low-rank adapters on the projections (models/lora.py); None = none
     scan_layers: bool = True            # one compiled block applied by lax.scan over the stacked [L, ...] layers;
     #                                     False: a Python loop over the same parameters (L compiled blocks; tests)
     max_position: int = 32_768          # only recorded for export; the decoder itself has no position table

@@ -29,6 +29,7 @@ from flax import nnx
 
 from caujax.models.attention import attend
 from caujax.models.config import ModelConfig
+from caujax.models.lora import adapters_of, project
 from caujax.sharding import constrain
 
 Cache = dict[str, jax.Array]     # k_LBSKH, v_LBSKH, pos_LBS (-1 marks an empty slot); one S for every layer
@@ -50,9 +51,10 @@ def _param(rngs: nnx.Rngs, shape, axes, init="normal", dtype="float32", stack: i
 def dense(x, w, contract: int = 1):
     """Contract the last `contract` axes of x with the first `contract` axes of w, as one 2-D matmul.
 
-    Same math as the einsum (float32 accumulation whatever the input dtype), but XLA:CPU sends a plain [rows, k] @ [k, cols] product (and its gradients) to its fast
-    GEMM, while a contraction over batch-like axes (the weight gradient of "BTD,DF->BTF" sums over B and T) takes a
-    slower path: 2x on the MLP's forward+backward on CPU. Sharding is unaffected: merged axes keep their leading
+    Same math as the einsum (float32 accumulation whatever the input dtype), but XLA:CPU sends a plain
+    [rows, k] @ [k, cols] product (and its gradients) to its fast GEMM, while a contraction over batch-like axes
+    (the weight gradient of "BTD,DF->BTF" sums over B and T) takes a slower path: 2x on the MLP's forward+backward
+    on CPU. Sharding is unaffected: merged axes keep their leading
     axis's sharding."""
     lead, k = x.shape[: x.ndim - contract], math.prod(x.shape[x.ndim - contract:])
     # bfloat16 inputs accumulate in float32 (mixed precision), then round once to the activation dtype.
@@ -121,6 +123,11 @@ class Attention(nnx.Module):
         self.k = _param(rngs, (D, K, H), ("embed", "kv_heads", "head_dim"), dtype=pd, stack=stack)
         self.v = _param(rngs, (D, K, H), ("embed", "kv_heads", "head_dim"), dtype=pd, stack=stack)
         self.o = _param(rngs, (N, H, D), ("heads", "head_dim", "embed"), dtype=pd, stack=stack)
+        if stack is not None:      # adapters (models/lora.py): q_lora, k_lora, v_lora, o_lora, when targeted
+            for name, n, heads in (("q", N, "heads"), ("k", K, "kv_heads"), ("v", K, "kv_heads")):
+                setattr(self, f"{name}_lora", adapters_of(cfg, name, (D,), ("embed",), (n, H), (heads, "head_dim"),
+                                                          rngs, stack))
+            self.o_lora = adapters_of(cfg, "o", (N, H), ("heads", "head_dim"), (D,), ("embed",), rngs, stack)
         if cfg.qkv_bias:
             self.q_bias = _param(rngs, (N, H), ("heads", "head_dim"), "zeros", pd, stack)
             self.k_bias = _param(rngs, (K, H), ("kv_heads", "head_dim"), "zeros", pd, stack)
@@ -130,13 +137,12 @@ class Attention(nnx.Module):
             self.k_norm = RMSNorm(H, cfg, rngs, stack)
 
     def __call__(self, x_BTD, positions_BT, mask_BT, cache: Cache | None, layer, inv_freq, is_local,
-                 prefill: bool = False):
+                 prefill: bool = False, key=None):
         """One layer's attention (parameters already sliced to that layer). `layer` indexes the stacked cache;
         `inv_freq` [H/2] and `is_local` (bool) are that layer's RoPE frequencies and sliding-window flag, Python
-        values in the unrolled loop, scan slices otherwise."""
+        values in the unrolled loop, scan slices otherwise. `key`: adapter dropout (training only), or None."""
         cfg, dt = self.cfg, x_BTD.dtype
-        proj = lambda w: dense(x_BTD, w[...].astype(dt))
-        q_BTNH, k_BTKH, v_BTKH = proj(self.q), proj(self.k), proj(self.v)
+        q_BTNH, k_BTKH, v_BTKH = (project(self, name, x_BTD, key=key) for name in ("q", "k", "v"))
         if cfg.qkv_bias:
             q_BTNH += self.q_bias[...].astype(dt)[None, None]
             k_BTKH += self.k_bias[...].astype(dt)[None, None]
@@ -175,7 +181,7 @@ class Attention(nnx.Module):
             window=cfg.sliding_window if "local" in cfg.layer_types else None, is_local=is_local,
             impl=cfg.attention, self_causal=cache is None or prefill, block=cfg.attention_block)
         out_BTNH = out_BTKGH.reshape(B, T, N, H)
-        out_BTD = dense(out_BTNH, self.o[...].astype(dt), contract=2)
+        out_BTD = project(self, "o", out_BTNH, contract=2, key=key)
         if new_cache is None and cache is not None:
             new_cache = _write_cache(cache, layer, k_BTKH, v_BTKH, positions_BT, mask_BT)
         return out_BTD, new_cache
@@ -213,12 +219,15 @@ class MLP(nnx.Module):
         self.gate = _param(rngs, (D, F), ("embed", "mlp"), dtype=pd, stack=stack)
         self.up = _param(rngs, (D, F), ("embed", "mlp"), dtype=pd, stack=stack)
         self.down = _param(rngs, (F, D), ("mlp", "embed"), dtype=pd, stack=stack)
+        if stack is not None:
+            for name, (i, ia), (o, oa) in (("gate", (D, "embed"), (F, "mlp")), ("up", (D, "embed"), (F, "mlp")),
+                                           ("down", (F, "mlp"), (D, "embed"))):
+                setattr(self, f"{name}_lora", adapters_of(cfg, name, (i,), (ia,), (o,), (oa,), rngs, stack))
 
-    def __call__(self, x_BTD):
-        dt = x_BTD.dtype
-        gate_BTF = dense(x_BTD, self.gate[...].astype(dt))
-        up_BTF = dense(x_BTD, self.up[...].astype(dt))
-        return dense(self.act(gate_BTF) * up_BTF, self.down[...].astype(dt))
+    def __call__(self, x_BTD, key=None):
+        gate_BTF = project(self, "gate", x_BTD, key=key)
+        up_BTF = project(self, "up", x_BTD, key=key)
+        return project(self, "down", self.act(gate_BTF) * up_BTF, key=key)
 
 
 class Block(nnx.Module):
@@ -233,11 +242,12 @@ class Block(nnx.Module):
             self.post_attn_norm = RMSNorm(D, cfg, rngs, L)
             self.post_mlp_norm = RMSNorm(D, cfg, rngs, L)
 
-    def __call__(self, x_BTD, positions_BT, mask_BT, cache, layer, inv_freq, is_local, prefill: bool = False):
+    def __call__(self, x_BTD, positions_BT, mask_BT, cache, layer, inv_freq, is_local, prefill: bool = False,
+                 key=None):
         a_BTD, cache = self.attn(self.attn_norm(x_BTD), positions_BT, mask_BT, cache, layer, inv_freq, is_local,
-                                 prefill)
+                                 prefill, key)
         x_BTD = x_BTD + (self.post_attn_norm(a_BTD) if self.sandwich else a_BTD)
-        m_BTD = self.mlp(self.mlp_norm(x_BTD))
+        m_BTD = self.mlp(self.mlp_norm(x_BTD), None if key is None else jax.random.fold_in(key, 1 << 16))
         return x_BTD + (self.post_mlp_norm(m_BTD) if self.sandwich else m_BTD), cache
 
 
@@ -275,12 +285,15 @@ class Decoder(nnx.Module):
         if cfg.embed_scale:   # HF rounds sqrt(D) to the parameter dtype before multiplying
             x_BTD = x_BTD * jnp.asarray(math.sqrt(cfg.embed_dim), cfg.param_dtype).astype(dt)
         graphdef, stack = nnx.split(self.layers)
+        # Adapter dropout: a key per layer while training (lora.set_dropout_key sets it for one forward), else None.
+        key = getattr(self, "dropout_key", None)
+        keys_L = None if key is None else jax.random.split(key, cfg.num_layers)
 
-        def block(x_BTD, cache, params, layer, inv_freq, is_local):
+        def block(x_BTD, cache, params, layer, inv_freq, is_local, key):
             # Constraints only at block boundaries: inside a block XLA's propagation from the weights suffices.
             x_BTD = constrain(x_BTD, "batch", "seq", None)   # D replicated: fsdp shards weights only
             return nnx.merge(graphdef, params)(x_BTD, positions_BT, mask_BT, cache, layer, inv_freq, is_local,
-                                               prefill=prefill)    # prefill stays a static Python bool
+                                               prefill=prefill, key=key)    # prefill stays a static Python bool
         if cfg.remat:   # inside a scan, the scan already keeps XLA from merging the recomputation away
             block = jax.checkpoint(block, prevent_cse=not cfg.scan_layers)
 
@@ -289,13 +302,14 @@ class Decoder(nnx.Module):
             def body(carry, xs):
                 return block(*carry, *xs), None
             inv_freq_LH, is_local_L = layer_inputs(cfg)
-            xs = (stack, jnp.arange(cfg.num_layers), inv_freq_LH, is_local_L)
+            xs = (stack, jnp.arange(cfg.num_layers), inv_freq_LH, is_local_L, keys_L)
             (x_BTD, cache), _ = jax.lax.scan(body, (x_BTD, cache), xs)
         else:
             for i in range(cfg.num_layers):
                 local = cfg.layer_type(i) == "local"
                 params = jax.tree.map(lambda p: p[i], stack)
-                x_BTD, cache = block(x_BTD, cache, params, i, rope_inv_freq(cfg, local), local)
+                x_BTD, cache = block(x_BTD, cache, params, i, rope_inv_freq(cfg, local), local,
+                                     None if keys_L is None else keys_L[i])
         if cache is not None and "at" in cache:
             cache = {**cache, "at": cache["at"] + tokens_BT.shape[1]}
         return self.final_norm(x_BTD), cache

@@ -218,17 +218,21 @@ class RolloutSource:
         # PPO: π_old and V_old by the trainer, π_ref for the KL penalty in the reward, then GAE.
         from caujax.rl.shaping import ppo_fields
         scored = self._score(policy, batch, "ppo")
-        ref = self._score(None, batch, "ref") if self.ctx.reference is not None else None
+        ref = self._score(policy, batch, "ref") if self.ctx.reference is not None else None
         return ppo_fields(batch, scored, ref, reward, done, p)
 
     def _score(self, policy, batch: dict, kind: str) -> dict[str, np.ndarray]:
         """Trainer-side fields of the rollout batch, one optimizer batch at a time, micro-batch by micro-batch
         (step.reference_fields, so the forward is the step's own): "old" log π_old, "ppo" log π_old and V_old,
-        "ref" log π_ref."""
+        "ref" log π_ref (`policy` is the current one in every case: a LoRA run's π_ref is it, adapters off)."""
         from caujax.rl.logprobs import scorer
 
         if kind == "ref":
             graphdef, params = self.ctx.reference
+            if params is None:          # a LoRA run: π_ref is the policy decoder with its adapters off
+                from caujax.models.lora import adapter_off
+                from caujax.rl.critic import policy_of
+                params = adapter_off(nnx.state(policy_of(nnx.merge(policy.graphdef, policy.state.params))))
         else:
             graphdef, params = policy.graphdef, policy.state.params
         fn = self._scorers.get(kind) or self._scorers.setdefault(
