@@ -101,7 +101,7 @@ def train(cfg: RunConfig, resume: bool = False) -> list[dict]:
     latest = manager and checkpoint.latest_step(manager)
     if latest is not None:            # resuming: the run must be the same run, and have steps left
         _check_same_run(checkpoint.saved_config(manager, latest), config_json, run_dir)
-        if latest >= cfg.steps:
+        if latest >= cfg.steps and (not cfg.export or (run_dir / "hf" / "config.json").exists()):
             print(f"caujax.train: {run_dir} is already at step {latest} of steps={cfg.steps}: nothing to train "
                   f"(raise --steps to continue it)", file=sys.stderr)
             manager.close()
@@ -223,11 +223,18 @@ def export(model, tokenizer, path: pathlib.Path, sample_text: str) -> None:
     """A Hugging Face directory (gathered on every process, written by process 0); process 0 then warns when
     AutoTokenizer would read the tokenizer back differently (transformers picks the tokenizer class from
     config.json's model_type for some families, e.g. Qwen2Tokenizer for qwen2)."""
+    import shutil
+
     import transformers
 
-    save_pretrained(model, tokenizer, path)
+    # Written beside the target and renamed into place: a kill mid-export never leaves a directory that looks done.
+    partial = path.with_name(path.name + ".partial")
+    save_pretrained(model, tokenizer, partial)
     if jax.process_index() != 0:          # only process 0 wrote the directory
         return
+    if path.exists():
+        shutil.rmtree(path)
+    partial.rename(path)
     reloaded = transformers.AutoTokenizer.from_pretrained(path)
     if reloaded(sample_text, add_special_tokens=False).input_ids != \
             tokenizer(sample_text, add_special_tokens=False).input_ids:
