@@ -175,8 +175,10 @@ RunConfig = dataclasses.make_dataclass(
 
 # --- presets and dotted overrides ---------------------------------------------------------------------------------
 
-def load_preset(path) -> RunConfig:
-    """`get_config()` of a preset file (configs/*.py)."""
+def load_preset(path, kind=None):
+    """`get_config()` of a preset file (configs/*.py), checked to return a `kind` (default RunConfig; the demo's
+    presets return a caujax.demo.config.DemoConfig)."""
+    kind = kind or RunConfig
     path = pathlib.Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"config file {path} does not exist")
@@ -184,10 +186,10 @@ def load_preset(path) -> RunConfig:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     if not hasattr(module, "get_config"):
-        raise ValueError(f"{path} defines no get_config() returning a RunConfig")
+        raise ValueError(f"{path} defines no get_config() returning a {kind.__name__}")
     cfg = module.get_config()
-    if not isinstance(cfg, RunConfig):
-        raise ValueError(f"{path}: get_config() returned {type(cfg).__name__}, not a RunConfig")
+    if not isinstance(cfg, kind):
+        raise ValueError(f"{path}: get_config() returned {type(cfg).__name__}, not a {kind.__name__}")
     return cfg
 
 

@@ -101,7 +101,8 @@ def train(cfg: RunConfig, resume: bool = False) -> list[dict]:
     latest = manager and checkpoint.latest_step(manager)
     if latest is not None:            # resuming: the run must be the same run, and have steps left
         _check_same_run(checkpoint.saved_config(manager, latest), config_json, run_dir)
-        if latest >= cfg.steps and (not cfg.export or (run_dir / "hf" / "config.json").exists()):
+        # A finished run whose export is missing or older (killed before or during it) goes on to export.
+        if latest >= cfg.steps and (not cfg.export or exported_step(cfg) == latest):
             print(f"caujax.train: {run_dir} is already at step {latest} of steps={cfg.steps}: nothing to train "
                   f"(raise --steps to continue it)", file=sys.stderr)
             manager.close()
@@ -116,6 +117,9 @@ def train(cfg: RunConfig, resume: bool = False) -> list[dict]:
     if micro < method.min_micro_batch:
         raise ValueError(f"{cfg.method} needs at least {method.min_micro_batch} rows per micro-batch (see "
                          f"caujax/methods.py), got data.micro_batch_size={micro}")
+
+    if cfg.model.lora.rank and cfg.model.lora.export == "peft" and cfg.export:
+        _check_peft_export(cfg)
 
     # Text and tokenizer before the model: a random-init run trains its tokenizer on this text, and bad rows must
     # fail before anything is written.
@@ -210,36 +214,70 @@ def train(cfg: RunConfig, resume: bool = False) -> list[dict]:
     if cfg.export:
         model = nnx.merge(graphdef, state.params)
         model = method.policy(model) if method.policy else model
+        marker = {EXPORT_MARKER: json.dumps({"step": int(jax.device_get(state.step))})}
         if adapters and cfg.model.lora.export == "peft":
             from caujax.models.peft_export import save_adapter
-            save_adapter(model, run_dir / "adapter", base=cfg.model.path)
+            save_adapter(model, export_dir(cfg), base=cfg.model.path, extra_files=marker)
         else:
-            export(lora.merge_adapters(model) if adapters else model, tokenizer, run_dir / "hf",
-                   texts(examples[:1])[0])
+            export(lora.merge_adapters(model) if adapters else model, tokenizer, export_dir(cfg),
+                   texts(examples[:1])[0], marker)
     return lines
 
 
-def export(model, tokenizer, path: pathlib.Path, sample_text: str) -> None:
-    """A Hugging Face directory (gathered on every process, written by process 0); process 0 then warns when
-    AutoTokenizer would read the tokenizer back differently (transformers picks the tokenizer class from
-    config.json's model_type for some families, e.g. Qwen2Tokenizer for qwen2)."""
+EXPORT_MARKER = "caujax_export.json"      # the step an export was written at, inside the exported directory
+
+
+def export_dir(cfg: RunConfig) -> pathlib.Path:
+    """<run_dir>/hf (a Hugging Face directory), or <run_dir>/adapter for a PEFT adapter export."""
+    peft = cfg.model.lora.rank and cfg.model.lora.export == "peft"
+    return pathlib.Path(cfg.run_dir) / ("adapter" if peft else "hf")
+
+
+def exported_step(cfg: RunConfig) -> int | None:
+    """The step of the run's latest complete export, or None."""
+    marker = export_dir(cfg) / EXPORT_MARKER
+    return json.loads(marker.read_text())["step"] if marker.exists() else None
+
+
+def export(model, tokenizer, path: pathlib.Path, sample_text: str, extra_files: dict[str, str] | None = None) -> None:
+    """A Hugging Face directory (gathered on every process, written by process 0), with `extra_files` {name: text}
+    beside it; process 0 then warns when AutoTokenizer would read the tokenizer back differently (transformers picks
+    the tokenizer class from config.json's model_type for some families, e.g. Qwen2Tokenizer for qwen2)."""
     import shutil
 
     import transformers
 
     # Written beside the target and renamed into place: a kill mid-export never leaves a directory that looks done.
     partial = path.with_name(path.name + ".partial")
+    if jax.process_index() == 0:
+        shutil.rmtree(partial, ignore_errors=True)       # a leftover of a killed export
     save_pretrained(model, tokenizer, partial)
     if jax.process_index() != 0:          # only process 0 wrote the directory
         return
-    if path.exists():
-        shutil.rmtree(path)
+    for name, value in (extra_files or {}).items():
+        (partial / name).write_text(value)
+    shutil.rmtree(path, ignore_errors=True)
     partial.rename(path)
     reloaded = transformers.AutoTokenizer.from_pretrained(path)
     if reloaded(sample_text, add_special_tokens=False).input_ids != \
             tokenizer(sample_text, add_special_tokens=False).input_ids:
         warnings.warn(f"{path}: AutoTokenizer loads the exported tokenizer as {type(reloaded).__name__}, which "
                       f"encodes differently from the {type(tokenizer).__name__} the model was trained with")
+
+
+def _check_peft_export(cfg: RunConfig) -> None:
+    """Refuse up front (not after training) a PEFT export that cannot be written or used."""
+    try:
+        import peft  # noqa: F401
+    except ImportError:
+        raise ValueError("model.lora.export=peft needs peft: pip install 'caujax[peft]' (or "
+                         "--model.lora.export=merged for a plain Hugging Face directory)") from None
+    path = cfg.model.path
+    if not path or path.endswith(".gguf"):
+        raise ValueError(f"model.lora.export=peft writes an adapter for a Hugging Face base checkpoint, but "
+                         f"model.path={path!r} is {'a GGUF file' if path else 'a random init'}: export the base "
+                         f"with caujax.models.save_pretrained and train from that directory, or use "
+                         f"--model.lora.export=merged")
 
 
 def _loop(cfg, step_fn, graphdef, state, ref_params, data, table, lr, mesh, manager, start, config_json):
@@ -315,10 +353,19 @@ _MAY_CHANGE = ("data.micro_batch_size", "data.pad_multiple", "grpo.rollout.log_e
                "ppo.rollout.log_every", "ppo.rollout.stuck_rollouts")
 
 
+# With LoRA the checkpoint holds only the adapters: the base is read from the model section again, so the base and
+# the adapters' scale are part of what makes the run the same run.
+_SAME_LORA_RUN = ("path", "arch", "init_seed", "lora")
+
+
 def _check_same_run(saved: dict, now: dict, run_dir) -> None:
     keys = (*_SAME_RUN, now["method"])
     changed = [d for k in keys for d in _diff(saved.get(k), now.get(k), k)
                if not d.startswith(tuple(f"{m}=" for m in _MAY_CHANGE))]
+    if now["model"]["lora"]["rank"]:
+        model = saved.get("model", {})
+        changed += [d for k in _SAME_LORA_RUN if k in model
+                    for d in _diff(model[k], now["model"][k], f"model.{k}") if not d.startswith("model.lora.export=")]
     if changed:
         raise ValueError(f"--resume: {run_dir} holds a run with other settings: " + ", ".join(changed) + ". Resume "
                          f"it with its own settings (its config.json), or start a new --run_dir (to start from its "

@@ -6,8 +6,9 @@ GRPO on held-out problems it never trained on.
     python -m caujax.demo --config configs/demo_gemma3_270m.py [--run_dir=runs/demo] [--fresh] [--sft.steps=40]
 
 Why this task: ATE on three-node graphs needs reading the graph (is the treatment a cause? 1 in 5 items: no, answer
-0) and one subtraction of two stated probabilities, the simplest of the seven tasks. Why LoRA (rank 16 on every projection): the trainable state is ~4 M parameters, so AdamW and
-the checkpoints are megabytes and the frozen base needs no gradient buffers (peak memory: report.md).
+0) and one subtraction of two stated probabilities, the simplest of the seven tasks. Why LoRA (rank 16 on every
+projection): the trainable state is ~4 M parameters, so AdamW and the checkpoints are megabytes and the frozen
+base needs no gradient buffers (peak memory: report.md).
 
 Interim sizes: on a 2-core CPU Gemma-3-270M decodes at ~0.3-0.7 s per step and prefills at ~47 GFLOP/s
 (bench/README.md), while these problems are ~220 prompt tokens and their worked solutions ~240. The held-out set is
@@ -34,13 +35,13 @@ def get_config() -> DemoConfig:
         train_items=512,
         heldout_items=32,
         sft=RunConfig(method="sft", model=MODEL, steps=16,
-                      data=DataConfig(num_examples=0, seq_len=512, batch_size=4, pad_multiple=64),
+                      data=DataConfig(num_examples=0, seq_len=1024, batch_size=4, pad_multiple=64),
                       optim=OptimConfig(lr=2e-4, schedule="cosine", warmup_ratio=0.1, max_grad_norm=1.0),
                       mesh=MeshConfig(data=1), checkpoint=CheckpointConfig(every_steps=4, keep=1)),
         grpo=RunConfig(method="grpo", model=MODEL, steps=2,
                        data=DataConfig(num_examples=0, batch_size=8, micro_batch_size=4),
                        optim=OptimConfig(lr=5e-5, schedule="constant", max_grad_norm=1.0),
-                       grpo=GRPOParams(rollout=RolloutParams(n=4, temperature=1.0, max_prompt_length=384,
+                       grpo=GRPOParams(rollout=RolloutParams(n=4, temperature=1.0, max_prompt_length=448,
                                                              max_completion_length=320, log_every=1,
                                                              stuck_rollouts=0)),
                        mesh=MeshConfig(data=1), checkpoint=CheckpointConfig(every_steps=1, keep=1)),

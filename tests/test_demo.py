@@ -18,7 +18,7 @@ from caujax.demo.report import paired_difference
 REPO = pathlib.Path(__file__).resolve().parent.parent
 
 
-def test_demo_killed_in_sft_resumes_and_completes_every_stage(tmp_path):
+def test_demo_killed_in_sft_resumes_and_completes_every_stage(tmp_path, capsys):
     run_dir = tmp_path / "demo"
     cmd = [sys.executable, "-m", "caujax.demo", "--config", "configs/demo_tiny.py", f"--run_dir={run_dir}"]
     env = dict(os.environ, JAX_PLATFORMS="cpu")
@@ -37,6 +37,7 @@ def test_demo_killed_in_sft_resumes_and_completes_every_stage(tmp_path):
     records = main(["--config", str(REPO / "configs" / "demo_tiny.py"), f"--run_dir={run_dir}"])
     assert list(records) == ["data", "base", "eval_base", "sft", "eval_sft", "grpo", "eval_grpo", "report"]
     assert (run_dir / "data" / "train.json").read_text() == before        # finished stages are not redone
+    assert f"continuing {run_dir / 'sft'} from its last checkpoint" in capsys.readouterr().out
     sft = [json.loads(l) for l in (run_dir / "sft" / "metrics.jsonl").read_text().splitlines()]
     assert [l["step"] for l in sft] == [1, 2, 3, 4]                         # each step once, across the kill
     train = {r["problem"] for r in json.loads(before)}
@@ -52,6 +53,8 @@ def test_demo_killed_in_sft_resumes_and_completes_every_stage(tmp_path):
 
     again = main(["--config", str(REPO / "configs" / "demo_tiny.py"), f"--run_dir={run_dir}"])   # all done: no work
     assert all(again[s]["seconds"] == records[s]["seconds"] for s in again)
+    with pytest.raises(ValueError, match="heldout_items differ"):        # another demo into the same run_dir
+        main(["--config", str(REPO / "configs" / "demo_tiny.py"), f"--run_dir={run_dir}", "--heldout_items=9"])
 
 
 def test_paired_difference_interval():
@@ -62,3 +65,12 @@ def test_paired_difference_interval():
     sd = (sum((d - 0.4) ** 2 for d in [0, 0, 1, 1, 1, 1, 0, 0, 0, 0]) / 9) ** 0.5
     assert mean == pytest.approx(0.4) and high - mean == pytest.approx(1.96 * sd / 10 ** 0.5)
     assert paired_difference([1, 0], [1, 0]) == (0.0, 0.0, 0.0)
+
+
+def test_a_bad_grpo_setting_fails_before_sft(tmp_path):
+    """Prompts longer than the GRPO rollout's cache are refused once the base tokenizer exists, not after SFT."""
+    run_dir = tmp_path / "demo"
+    with pytest.raises(ValueError, match=r"longer than grpo.rollout.max_prompt_length=8"):
+        main(["--config", str(REPO / "configs" / "demo_tiny.py"), f"--run_dir={run_dir}",
+              "--grpo.grpo.rollout.max_prompt_length=8"])
+    assert {p.stem for p in (run_dir / "stages").glob("*.json")} == {"data", "base"}

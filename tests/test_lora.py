@@ -19,7 +19,7 @@ from caujax.losses import dpo
 from caujax.methods import METHODS
 from caujax.models import Decoder, ModelConfig, save_pretrained
 from caujax.models.config import LoRAConfig
-from caujax.models.lora import adapter_off, join, merge_adapters, split_trainable
+from caujax.models.lora import adapter_off, join, merge_adapters, set_dropout_key, split_trainable
 from caujax.sharding import make_mesh
 from caujax.step import init_state, make_train_step
 from model_fixtures import TINY, padded_batch, parity_weights, torch_logits
@@ -169,6 +169,43 @@ def test_adapter_only_checkpoint_resumes_bitwise_and_exports(tmp_path):
     assert params and all("_lora" in k for k in params), "the checkpoint holds base weights"
     hf = json.loads((tmp_path / "split" / "hf" / "config.json").read_text())
     assert hf["num_hidden_layers"] == 2 and (tmp_path / "split" / "hf" / "model.safetensors").is_file()
+    assert json.loads((tmp_path / "split" / "hf" / "caujax_export.json").read_text()) == {"step": 4}
+    # Finished and exported: nothing to do. Killed before its export: the rerun writes it, training nothing.
+    assert _lora_run(tmp_path / "split", 4, "--resume", "--export=true") == []
+    (tmp_path / "split" / "hf" / "caujax_export.json").unlink()
+    assert _lora_run(tmp_path / "split", 4, "--resume", "--export=true") == []
+    assert json.loads((tmp_path / "split" / "hf" / "caujax_export.json").read_text()) == {"step": 4}
+    # The checkpoint holds adapters only, so the base and the adapters' scale make the run: changing them is refused.
+    with pytest.raises(ValueError, match=r"model.lora.alpha=None \(this run: 16.0\)"):
+        _lora_run(tmp_path / "split", 6, "--resume", "--model.lora.alpha=16")
+
+
+def test_adapter_dropout_acts_only_with_a_key_and_never_on_the_reference():
+    cfg = ModelConfig.tiny("qwen2")
+    base, adapted = _adapted(cfg, LoRAConfig(rank=4, dropout=0.5), b_std=0.2)
+    tokens = np.random.RandomState(0).randint(1, cfg.vocab_size, (2, 12))
+    plain = np.asarray(adapted(tokens))
+    graphdef, params = nnx.split(adapted)
+    dropped = nnx.merge(graphdef, params)
+    set_dropout_key(dropped, jax.random.PRNGKey(0))
+    other = nnx.merge(graphdef, params)
+    set_dropout_key(other, jax.random.PRNGKey(1))
+    a, b = np.asarray(dropped(tokens)), np.asarray(other(tokens))
+    assert np.abs(a - plain).max() > 1e-3 and np.abs(a - b).max() > 1e-3     # a key draws a mask; keys differ
+    assert np.array_equal(np.asarray(nnx.merge(graphdef, params)(tokens)), plain)   # no key: no dropout
+    off = nnx.merge(graphdef, adapter_off(params))
+    set_dropout_key(off, jax.random.PRNGKey(0))
+    assert np.array_equal(np.asarray(off(tokens)), np.asarray(base(tokens)))  # B = 0: dropout cannot reach π_ref
+
+
+def test_adapted_model_export_needs_a_merge_and_peft_needs_a_base_checkpoint(tmp_path):
+    _, adapted = _adapted(ModelConfig.tiny("llama"), LoRAConfig(rank=2))
+    with pytest.raises(ValueError, match="merge them first"):
+        save_pretrained(adapted, None, tmp_path / "hf")
+    with pytest.raises(ValueError, match="model.lora.export=peft .* a random init"):
+        train.main(["--config", str(REPO / "configs/tiny.py"), f"--run_dir={tmp_path / 'run'}",
+                    "--model.lora.rank=2", "--model.lora.export=peft"])
+    assert not (tmp_path / "run").exists()
 
 
 def test_lora_config_errors_name_the_field():
@@ -190,8 +227,12 @@ def test_rl_with_adapters_trains_adapters_and_head_against_the_adapter_off_refer
                         "--export=false", "--model.lora.rank=4", extra])
     assert all(np.isfinite(l["loss"]) for l in lines)
     assert abs(lines[0]["kl"]) < 1e-6          # the first update's policy is the base: KL to π_ref is 0
+    if preset == "tiny_grpo.py":               # a new rollout from the moved policy: π_ref stayed the base
+        assert lines[1]["kl"] > 1e-7
     tree = ocp.StandardCheckpointer().restore((tmp_path / "checkpoints" / "2" / "state").absolute())
-    params = [jax.tree_util.keystr(k) for k, _ in jax.tree_util.tree_flatten_with_path(tree.get("params"))[0]]
-    assert params and not any("embed" in k or "norm" in k for k in params)
+    params = {jax.tree_util.keystr(k): np.asarray(v)
+              for k, v in jax.tree_util.tree_flatten_with_path(tree.get("params"))[0]}
+    assert params and all("_lora" in k or "value_" in k for k in params), sorted(params)
+    assert any(np.abs(v).max() > 0 for k, v in params.items() if "'b'" in k)    # B left zero: adapters trained
     if preset == "tiny_ppo.py":
-        assert any("value_kernel" in k for k in params)
+        assert any("value_kernel" in k and np.abs(v).max() > 0 for k, v in params.items())

@@ -18,21 +18,10 @@ REPO = pathlib.Path(__file__).resolve().parents[2]
 
 
 def load(path: str, overrides: dict):
-    import importlib.util
-
-    from caujax.config import apply_overrides
+    from caujax.config import apply_overrides, load_preset
     from caujax.demo.config import DemoConfig
 
-    file = pathlib.Path(path)
-    if not file.is_file():
-        raise FileNotFoundError(f"config file {file} does not exist")
-    spec = importlib.util.spec_from_file_location(f"caujax_demo_{file.stem}", file)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    cfg = module.get_config()
-    if not isinstance(cfg, DemoConfig):
-        raise ValueError(f"{file}: get_config() returned {type(cfg).__name__}, not a DemoConfig")
-    return apply_overrides(cfg, overrides)
+    return apply_overrides(load_preset(path, DemoConfig), overrides)
 
 
 def main(argv=None) -> dict:

@@ -19,6 +19,8 @@ import dataclasses
 import json
 import os
 import pathlib
+import resource
+import shutil
 import time
 
 from caujax.demo.config import DemoConfig
@@ -38,10 +40,11 @@ class Pipeline:
         return json.loads(path.read_text()) if path.exists() else None
 
     def run(self, until: str | None = None) -> dict:
-        """Every stage not yet done, in order (up to and including `until`); {stage: its record}."""
+        """Every stage not yet done, in order (up to and including `until`); {stage: its record}. Raises ValueError
+        when run_dir holds a demo started with other settings (its finished stages would not match them)."""
         self.root.mkdir(parents=True, exist_ok=True)
         self.stages.mkdir(exist_ok=True)
-        (self.root / "demo_config.json").write_text(json.dumps(dataclasses.asdict(self.cfg), indent=2, default=str))
+        self._check_same_demo()
         records = {}
         for name in STAGES:
             record = self.done(name)
@@ -49,15 +52,30 @@ class Pipeline:
                 print(f"\n=== stage {name} ===", flush=True)
                 t0 = time.perf_counter()
                 info = getattr(self, f"_{name}")() or {}
-                record = {"stage": name, "seconds": round(time.perf_counter() - t0, 1), **info}
-                (self.stages / f"{name}.json").write_text(json.dumps(record, indent=2))
+                record = {"stage": name, "seconds": round(time.perf_counter() - t0, 1),
+                          "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2), **info}
+                _write_atomic(self.stages / f"{name}.json", json.dumps(record, indent=2))
                 print(f"=== {name} done in {record['seconds']:.0f} s ===", flush=True)
             else:
                 print(f"=== stage {name}: done earlier ({record['seconds']:.0f} s), skipped ===", flush=True)
             records[name] = record
+            if name == "base" and not self.done("grpo"):
+                self._preflight()
             if name == until:
                 break
         return records
+
+    def _check_same_demo(self) -> None:
+        path = self.root / "demo_config.json"
+        now = json.loads(json.dumps(dataclasses.asdict(self.cfg), default=str))
+        if path.exists() and any(self.stages.glob("*.json")):
+            saved = json.loads(path.read_text())
+            changed = sorted(k for k in now.keys() | saved.keys() if now.get(k) != saved.get(k))
+            if changed:
+                raise ValueError(f"{self.root} holds a demo started with other settings ({', '.join(changed)} "
+                                 f"differ; its demo_config.json has them): rerun it with those, choose another "
+                                 f"--run_dir, or pass --fresh to start this one over")
+        _write_atomic(path, json.dumps(now, indent=2))
 
     # --- stages --------------------------------------------------------------------------------------------------
     def _data(self) -> dict:
@@ -96,8 +114,10 @@ class Pipeline:
             print(f"converting {source} to safetensors in {cache} (once)", flush=True)
             model, tokenizer = load_pretrained(source)
             tmp = cache.with_name(cache.name + ".partial")
+            shutil.rmtree(tmp, ignore_errors=True)
             save_pretrained(model, tokenizer, tmp)
-            tmp.replace(cache)                            # a kill mid-write leaves no half directory behind
+            shutil.rmtree(cache, ignore_errors=True)
+            tmp.rename(cache)                             # a kill mid-write leaves no half directory behind
         return {"model": str(cache)}
 
     def _random_base(self) -> dict:
@@ -137,13 +157,37 @@ class Pipeline:
         return write_report(self.root, self.cfg, {name: self.done(name) for name in STAGES[:-1]})
 
     # --- shared ----------------------------------------------------------------------------------------------------
+    def _stage_run(self, name: str, run, model_path: str):
+        """The stage's RunConfig: its model path, the generated training set, a run_dir under the demo's, and a
+        merged export (the next stage loads <run_dir>/hf; a PEFT adapter is not a loadable model)."""
+        lora = dataclasses.replace(run.model.lora, export="merged")
+        return dataclasses.replace(run, run_dir=str(self.root / name), export=True,
+                                   model=dataclasses.replace(run.model, path=model_path, arch=None, lora=lora),
+                                   data=dataclasses.replace(run.data, source=str(self.root / "data" / "train.json")))
+
+    def _preflight(self) -> None:
+        """The training stages' own input checks (prompt lengths against the rollout cache, the schedule, the
+        rewards), run once the base tokenizer exists: a bad setting fails here, not after an hour of SFT."""
+        import transformers
+
+        from caujax import methods
+        from caujax.data.examples import load_examples
+
+        base = self.done("base")["model"]
+        tokenizer = transformers.AutoTokenizer.from_pretrained(base)
+        for name in ("sft", "grpo"):
+            cfg = self._stage_run(name, getattr(self.cfg, name), base)
+            method = methods.get(cfg.method)
+            if method.validate is not None:
+                examples = load_examples(cfg.data.source, cfg.data.num_examples, cfg.data.seed, cfg.method,
+                                         method.examples)
+                method.validate(cfg, examples, tokenizer)
+
     def _train(self, name: str, run, model_path: str) -> dict:
         from caujax import train
 
-        run_dir = self.root / name
-        cfg = dataclasses.replace(run, run_dir=str(run_dir), export=True,
-                                  model=dataclasses.replace(run.model, path=model_path, arch=None),
-                                  data=dataclasses.replace(run.data, source=str(self.root / "data" / "train.json")))
+        cfg = self._stage_run(name, run, model_path)
+        run_dir = pathlib.Path(cfg.run_dir)
         resume = any(p.name.isdigit() for p in (run_dir / "checkpoints").glob("*"))
         if resume:
             print(f"continuing {run_dir} from its last checkpoint", flush=True)
@@ -193,3 +237,10 @@ def _caugym_slice(n: int):
     except (FileNotFoundError, OSError, ValueError) as err:
         print(f"(CauGym base not evaluated: {err})", flush=True)
         return None
+
+
+def _write_atomic(path: pathlib.Path, text: str) -> None:
+    """Write beside `path` and rename over it: a kill mid-write leaves the old file or the new, never half of one."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)

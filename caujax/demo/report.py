@@ -98,12 +98,15 @@ def write_report(root: pathlib.Path, cfg, records: dict) -> dict:
               f"{records[s]['caugym_base']['strict']:.1%} | {records[s]['caugym_base']['paper']:.1%} | "
               f"{records[s]['caugym_base']['always0']:.1%} |" for s in EVALS if "caugym_base" in records[s]]
     diffs = comparisons(records)
-    diff_rows = ["| stage | against | difference in strict accuracy | 95% interval | above it? |", "|---|---|---|---|---|"]
-    diff_rows += [f"| {d['stage']} | {d['against']} | {d['difference']:+.1%} | [{d['low']:+.1%}, {d['high']:+.1%}] | "
-                  f"{'yes' if d['clear'] else 'no'} |" for d in diffs]
+    diff_rows = ["| stage | against | difference in strict accuracy | 95% interval | above it? |",
+                 "|---|---|---|---|---|"]
+    diff_rows += [f"| {d['stage']} | {d['against']} | {d['difference']:+.1%} | [{d['low']:+.1%}, "
+                  f"{d['high']:+.1%}] | {'yes' if d['clear'] else 'no'} |" for d in diffs]
     times = "\n".join(f"| {name} | {rec['seconds']:.0f} s |" for name, rec in records.items())
     samples = _rollout_samples(root / "grpo" / "rollouts.jsonl")
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    # Each stage recorded its process's peak so far; a resumed demo ran in several processes: take the largest.
+    peak = max([resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20] +
+               [rec.get("peak_rss_gb", 0.0) for rec in records.values()])
     settings = json.dumps({k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("sft", "grpo")},
                           default=str, indent=1)
     text = f"""# caujax demo report
@@ -115,13 +118,13 @@ greedy reply each, scored by the strict rule (final answer within 0.0005, scorin
 """ + (f"""
 CauGym `base`, first {records['eval_base']['caugym_base']['n']} items:
 
-{chr(10).join(['| stage | format-valid | strict accuracy | paper rule | always-0 (strict) |', '|---|---|---|---|---|'] + caugym)}
+{chr(10).join(rows[:2] + caugym)}
 """ if caugym else "") + f"""
 Paired differences in strict accuracy on the held-out set (the same items; normal 95% interval):
 
 {chr(10).join(diff_rows)}
 
-Wall time per stage (this process's peak resident memory: {peak:.2f} GiB):
+Wall time per stage (peak resident memory: {peak:.2f} GiB):
 
 | stage | time |
 |---|---|

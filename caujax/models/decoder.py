@@ -48,20 +48,6 @@ def _param(rngs: nnx.Rngs, shape, axes, init="normal", dtype="float32", stack: i
     return nnx.Param(value.astype(dtype), out_sharding=axes)
 
 
-def dense(x, w, contract: int = 1):
-    """Contract the last `contract` axes of x with the first `contract` axes of w, as one 2-D matmul.
-
-    Same math as the einsum (float32 accumulation whatever the input dtype), but XLA:CPU sends a plain
-    [rows, k] @ [k, cols] product (and its gradients) to its fast GEMM, while a contraction over batch-like axes
-    (the weight gradient of "BTD,DF->BTF" sums over B and T) takes a slower path: 2x on the MLP's forward+backward
-    on CPU. Sharding is unaffected: merged axes keep their leading
-    axis's sharding."""
-    lead, k = x.shape[: x.ndim - contract], math.prod(x.shape[x.ndim - contract:])
-    # bfloat16 inputs accumulate in float32 (mixed precision), then round once to the activation dtype.
-    y = jnp.matmul(x.reshape(-1, k), w.reshape(k, -1), preferred_element_type=jnp.float32).astype(x.dtype)
-    return y.reshape(*lead, *w.shape[contract:])
-
-
 class RMSNorm(nnx.Module):
     """RMSNorm in float32; Gemma stores w centred on 0 and scales by (1 + w)."""
 
@@ -247,6 +233,7 @@ class Block(nnx.Module):
         a_BTD, cache = self.attn(self.attn_norm(x_BTD), positions_BT, mask_BT, cache, layer, inv_freq, is_local,
                                  prefill, key)
         x_BTD = x_BTD + (self.post_attn_norm(a_BTD) if self.sandwich else a_BTD)
+        # The MLP's projections fold in their own indices too: a distinct stream keeps them off attention's.
         m_BTD = self.mlp(self.mlp_norm(x_BTD), None if key is None else jax.random.fold_in(key, 1 << 16))
         return x_BTD + (self.post_mlp_norm(m_BTD) if self.sandwich else m_BTD), cache
 

@@ -232,6 +232,9 @@ def save_pretrained(model: Decoder, tokenizer, path, max_shard_bytes: int = 4 <<
     """Write config.json, safetensors (sharded with an index past max_shard_bytes) and the tokenizer."""
     path = pathlib.Path(path)
     cfg = model.cfg
+    if cfg.lora is not None:        # the table below has no place for adapters: they would be dropped silently
+        raise ValueError("save_pretrained got a model with LoRA adapters; merge them first (models/lora.py "
+                         "merge_adapters) or write a PEFT adapter directory (models/peft_export.py save_adapter)")
     flat = dict(nnx.to_flat_state(nnx.state(model, nnx.Param)))
     if jax.process_count() > 1:
         # Every host must join the gathers; only the first one writes.

@@ -1,4 +1,5 @@
-"""LoRA: low-rank adapters on the decoder's projections (Hu et al. 2021, "LoRA", eq. 3), PEFT's conventions.
+"""LoRA: low-rank adapters on the decoder's projections (Hu et al. 2021, "LoRA", eq. 3 and the alpha / r
+scaling of section 4.1), with PEFT's conventions.
 
 A targeted projection y = x W becomes y = x W + (alpha / rank) * dropout(x) A B, with A [in..., r] drawn like
 PEFT's default (kaiming-uniform with a = sqrt(5): U(-1/sqrt(fan_in), 1/sqrt(fan_in))) and B [r, out...] zero, so a
@@ -11,6 +12,10 @@ What follows from "the base is frozen":
 - checkpoints hold only the trainable part (`trainable`) and its optimizer state;
 - export merges W + (alpha / rank) A B into a plain decoder (`merge_adapters`), or writes a PEFT adapter directory
   (models/peft_export.py).
+
+Adapter dropout acts only inside the train step's objective: π_old, π_ref, the sampler and evaluation see the
+adapters without it, so with dropout > 0 an on-policy GRPO/PPO ratio is not exactly 1 (PEFT + TRL behave alike).
+PPO with critic="model" copies the whole policy, frozen base included, for its critic (twice the base's memory).
 """
 from __future__ import annotations
 
@@ -21,25 +26,27 @@ import jax.numpy as jnp
 from flax import nnx
 
 from caujax.models.config import TARGETS, LoRAConfig  # noqa: F401  (LoRAConfig: re-exported)
+from caujax.models.layout import path_parts
+from caujax.models.ops import dense
 
 # A decoder's own parameters sit under these names; anything else in a params tree (a value head) is not frozen.
 _DECODER_PARTS = ("embed", "layers", "final_norm", "lm_head")
 
 
 class Adapter(nnx.Module):
-    """A [L, *in_shape, r] and B [L, r, *out_shape] for one stacked projection W [L, *in_shape, *out_shape]."""
+    """A [L, *in_shape, r] and B [L, r, *out_shape] for one stacked projection W [L, *in_shape, *out_shape]. Kept in
+    float32 whatever the base's dtype (PEFT's autocast_adapter_dtype): bf16 adapters would round every small update
+    away; they enter the matmuls cast to the compute dtype like any weight."""
 
-    def __init__(self, in_shape, in_axes, out_shape, out_axes, lora: LoRAConfig, rngs: nnx.Rngs, dtype, stack: int):
+    def __init__(self, in_shape, in_axes, out_shape, out_axes, lora: LoRAConfig, rngs: nnx.Rngs, stack: int):
         r, bound = lora.rank, math.prod(in_shape) ** -0.5
         a = jax.random.uniform(rngs.params(), (stack, *in_shape, r), jnp.float32, -bound, bound)
-        self.a = nnx.LoRAParam(a.astype(dtype), out_sharding=("layers", *in_axes, None))
-        self.b = nnx.LoRAParam(jnp.zeros((stack, r, *out_shape), dtype), out_sharding=("layers", None, *out_axes))
+        self.a = nnx.LoRAParam(a, out_sharding=("layers", *in_axes, None))
+        self.b = nnx.LoRAParam(jnp.zeros((stack, r, *out_shape), jnp.float32), out_sharding=("layers", None, *out_axes))
         self.scale, self.dropout = lora.scale, lora.dropout
 
     def __call__(self, x, contract: int, key):
         """(alpha / r) * dropout(x) A B for one layer's slice (x [..., *in_shape]); dropout only with a key."""
-        from caujax.models.decoder import dense
-
         dt = x.dtype
         if self.dropout and key is not None:
             keep = jax.random.bernoulli(key, 1.0 - self.dropout, x.shape)
@@ -51,8 +58,6 @@ class Adapter(nnx.Module):
 def project(module: nnx.Module, name: str, x, contract: int = 1, key=None):
     """x through the projection `module.<name>` (one layer's slice), plus its adapter `module.<name>_lora` if any.
     `key` (a PRNG key or None) draws the adapter's dropout; each projection folds in its own index."""
-    from caujax.models.decoder import dense
-
     y = dense(x, getattr(module, name)[...].astype(x.dtype), contract)
     adapter = getattr(module, f"{name}_lora", None)
     if adapter is None:
@@ -66,18 +71,18 @@ def adapters_of(cfg, name: str, in_shape, in_axes, out_shape, out_axes, rngs, st
     lora = cfg.lora
     if lora is None or not lora.rank or name not in lora.targets:
         return None
-    return Adapter(in_shape, in_axes, out_shape, out_axes, lora, rngs, cfg.param_dtype, stack)
+    return Adapter(in_shape, in_axes, out_shape, out_axes, lora, rngs, stack)
 
 
 # --- the params tree: trainable part, frozen part, adapters off ---------------------------------------------------
 
 def _is_frozen(path, variable) -> bool:
     """A base decoder weight of a tree that has adapters (not a LoRAParam, under a decoder's own names)."""
-    names = [getattr(k, "key", getattr(k, "name", k)) for k in path]
-    return not isinstance(variable, nnx.LoRAParam) and any(n in _DECODER_PARTS for n in names)
+    return not isinstance(variable, nnx.LoRAParam) and any(n in _DECODER_PARTS for n in path_parts(path))
 
 
 def has_adapters(params: nnx.State) -> bool:
+    """Does the params tree hold any LoRA adapter (nnx.LoRAParam)?"""
     lora, _ = nnx.split_state(params, nnx.LoRAParam, ...)
     return bool(jax.tree.leaves(lora))
 
@@ -91,6 +96,7 @@ def split_trainable(params: nnx.State) -> tuple[nnx.State, nnx.State]:
 
 
 def trainable(params: nnx.State) -> nnx.State:
+    """The part of the params tree that the optimizer updates and a checkpoint stores (split_trainable)."""
     return split_trainable(params)[0]
 
 

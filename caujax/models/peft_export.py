@@ -8,6 +8,7 @@ input and output axes flattened in the order the HF weight flattens them (models
 from __future__ import annotations
 
 import pathlib
+import shutil
 
 import jax
 import numpy as np
@@ -19,7 +20,8 @@ from caujax.sharding import fetch_global
 
 
 def adapter_tensors(model) -> dict[str, np.ndarray]:
-    """{peft key: float32 array} for every adapter of `model` (a Decoder whose cfg.lora is set)."""
+    """{peft key: float32 array} for every adapter of `model` (a Decoder whose cfg.lora is set); ValueError for a
+    model without adapters."""
     cfg = model.cfg
     if cfg.lora is None:
         raise ValueError("the model has no LoRA adapters to export (model.lora.rank is 0)")
@@ -36,9 +38,10 @@ def adapter_tensors(model) -> dict[str, np.ndarray]:
     return out
 
 
-def save_adapter(model, path, base: str | None = None) -> None:
+def save_adapter(model, path, base: str | None = None, extra_files: dict[str, str] | None = None) -> None:
     """Write adapter_config.json and adapter_model.safetensors under `path` (process 0 writes; every process joins
-    the gathers). `base`: the base checkpoint the adapter applies to, recorded as base_model_name_or_path.
+    the gathers). `base`: the base checkpoint the adapter applies to, recorded as base_model_name_or_path;
+    `extra_files`: {name: text} written into the directory too (train.py's export marker).
     Raises ImportError naming the extra when peft is not installed."""
     try:
         import peft
@@ -49,10 +52,17 @@ def save_adapter(model, path, base: str | None = None) -> None:
     if jax.process_index() != 0:
         return
     lo, path = model.cfg.lora, pathlib.Path(path)
-    path.mkdir(parents=True, exist_ok=True)
+    # Written beside the target and renamed into place, so a kill mid-write never leaves a directory that looks done.
+    partial = path.with_name(path.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
     config = peft.LoraConfig(r=lo.rank, lora_alpha=lo.alpha if lo.alpha is not None else lo.rank,
                              lora_dropout=lo.dropout, bias="none", task_type="CAUSAL_LM",
                              target_modules=sorted(TARGETS[t].split(".")[-1] for t in lo.targets),
                              base_model_name_or_path=base)
-    config.save_pretrained(path)
-    save_file(tensors, path / "adapter_model.safetensors", metadata={"format": "pt"})
+    config.save_pretrained(partial)
+    save_file(tensors, partial / "adapter_model.safetensors", metadata={"format": "pt"})
+    for name, value in (extra_files or {}).items():
+        (partial / name).write_text(value)
+    shutil.rmtree(path, ignore_errors=True)
+    partial.rename(path)
