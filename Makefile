@@ -25,7 +25,7 @@ demo: $(VENV)/.demo-installed
 	$(BIN)/python -m caujax.demo
 
 test: $(VENV)/.test-installed
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=25
 
 bench: $(VENV)/.test-installed
 	$(BIN)/python -m bench.run_all

@@ -1,13 +1,25 @@
 """python -m caujax.eval: test suites -> generations JSONL -> scores, table and plot.
 
-Defaults reproduce the CauGym protocol (DATA.md 1.7): chat template, one user turn, no system prompt,
-temperature 0.6, top_p 0.95, 8192 new tokens, 5 samples, the insufficient set's own instruction.
+Defaults reproduce the CauGym protocol (its eval/sample_generate.py and sample_evaluate.py): the model's chat
+template over one user turn, no system prompt, temperature 0.6, top_p 0.95, 8192 new tokens, 5 samples per item,
+the insufficient set's own instruction. Every sample is scored by the paper's rule and by the strict rule
+(caujax/scoring.py), beside the always-0, always-LACK_CONDITION and solver baselines.
 
     python -m caujax.eval --model /path/to/checkpoint --suite caugym --sets base,insufficient --n 5
-    python -m caujax.eval --model model.gguf --suite calm --limit 20 --max-new-tokens 512
+    python -m caujax.eval --model model.gguf --suite calm --limit 21 --max-new-tokens 512
     python -m caujax.eval --model DIR --suite generated.json        # any file in the CauGym item format
 
-Resumable: generations are appended per batch, and a rerun with the same --out skips every finished item.
+Data: --data-dir, else $CAUGYM_DIR, else shared/caugym beside the repository or the current directory, else
+data/cache/caugym (where `python -m caujax.data download` writes); CaLM likewise with --calm-dir / $CALM_DIR.
+eval_config.json records the directory used.
+
+Output (--out, default runs/eval/<parent>-<name>-<8 hex of the model's SHA-256>, e.g. runs/eval/sft-hf-1a2b3c4d):
+<set>.jsonl (one line per item), <set>.scores.json, <set>.png, summary.json, eval_config.json.
+
+Resumable: generations are appended per batch, and a rerun with the same --out skips every finished item, but
+only when the model's files (SHA-256) and --n, --temperature, --top-p, --top-k, --max-new-tokens, --seed and
+--dtype match the run that wrote them (caujax/eval_resume.py). Otherwise it refuses, names what differs and leaves
+the files as they are; --fresh moves them to <out>/superseded/ and starts over.
 """
 from __future__ import annotations
 
@@ -19,38 +31,73 @@ import time
 
 from tqdm import tqdm
 
+from caujax import scoring
+from caujax.causal.answer import TYPES
 from caujax.data import load_calm, load_caugym, load_file
+from caujax.data.calm import KINDS as CALM_KINDS
 from caujax.data.caugym import TEST_SETS
-from caujax.data.items import Item
+from caujax.data.items import Item, data_root
 from caujax.data.prompts import item_prompt
-from caujax.eval_report import format_scores, plot_scores, read_generations, set_scores
+from caujax.eval_report import format_scores, plot_scores, read_generations, scan_generations, set_scores
+from caujax.eval_resume import (MUST_MATCH, ResumeRefused, check_records, check_resume, default_out, fingerprint,
+                                model_files, prompt_hash)
 
 
-def suite_items(suite: str, sets: list[str] | None, data_dir: str | None, calm_dir: str | None) -> dict[str, list[Item]]:
-    """name -> items. Rows whose rewrite failed are dropped, as the paper's table does."""
+def suite_items(suite: str, sets: list[str] | None, data_dir: str | None, calm_dir: str | None
+                ) -> tuple[dict[str, list[Item]], pathlib.Path]:
+    """(name -> items, the data directory or file read, absolute). Rows whose rewrite failed are dropped, as the
+    paper's table does. Raises FileNotFoundError (data_root: where it looked) and SystemExit for an unknown set."""
     if suite == "caugym":
         names = sets or list(TEST_SETS)
         unknown = sorted(set(names) - set(TEST_SETS))
         if unknown:
-            raise SystemExit(f"unknown CauGym set(s) {unknown}; choose from {', '.join(TEST_SETS)}")
-        return {name: load_caugym(name, data_dir) for name in names}
+            raise SystemExit(f"error: unknown CauGym set(s) {unknown}; choose from {', '.join(TEST_SETS)}")
+        root = data_root(data_dir, "CAUGYM_DIR", "CauGym")
+        return {name: load_caugym(name, root) for name in names}, root
     if suite == "calm":
-        kinds = sets or ["basic", "natural"]
-        return {f"calm_{kind}": load_calm(kind, calm_dir) for kind in kinds}
+        kinds = sets or list(CALM_KINDS)
+        unknown = sorted(set(kinds) - set(CALM_KINDS))
+        if unknown:
+            raise SystemExit(f"error: unknown CaLM kind(s) {unknown}; choose from {', '.join(CALM_KINDS)}")
+        root = data_root(calm_dir, "CALM_DIR", "CaLM")
+        return {f"calm_{kind}": load_calm(kind, root) for kind in kinds}, root
     path = pathlib.Path(suite)
     if path.is_file():
-        return {path.stem: load_file(path, set_name=path.stem)}
-    raise SystemExit(f"--suite {suite!r} is neither 'caugym', 'calm' nor a JSON file of items")
+        return {path.stem: load_file(path, set_name=path.stem)}, path.resolve()
+    raise SystemExit(f"error: --suite {suite!r} is neither 'caugym', 'calm' nor an existing JSON file of items")
+
+
+def spread_over_types(items: list[Item], k: int) -> list[Item]:
+    """k items taken round-robin over the task types (TYPES order: the first of each type, then the second, ...),
+    returned in file order. The CauGym files list their types in blocks of 100, so the first k would be one type."""
+    by_type: dict[str, list[int]] = {}
+    for i, item in enumerate(items):
+        by_type.setdefault(item.type, []).append(i)
+    order = sorted(by_type, key=lambda t: (TYPES.index(t) if t in TYPES else len(TYPES), t))
+    picked: list[int] = []
+    for rank in range(max(map(len, by_type.values()), default=0)):
+        picked += [by_type[t][rank] for t in order if rank < len(by_type[t])]
+    return [items[i] for i in sorted(picked[:k])]
 
 
 def generate_set(model, tokenizer, name: str, items: list[Item], out_path: pathlib.Path, params, batch_size: int,
                  mesh=None) -> dict[str, dict]:
-    """Sample every unfinished item of a set, appending one JSONL line per item; returns all generations."""
+    """Sample every unfinished item of a set, appending one JSONL line per item; returns all generations.
+
+    A record holds the replies, their token counts, whether each was truncated at max_new_tokens, its prompt's
+    hash and whether the prompt opened <think> (scoring.prompt_opens_thinking: the strict rule then needs the
+    reply's `</think>`). Raises eval_resume.ResumeRefused, before the file is touched, when a finished record does
+    not fit its item (eval_resume.check_records)."""
     from caujax.sampling import sample
 
-    done = read_generations(out_path)
+    prompts = {it.id: item_prompt(tokenizer, it) for it in items}
+    records, _ = scan_generations(out_path)
+    check_records(out_path, records, items, prompts, params.n)
+    done = read_generations(out_path)               # the same records; drops a torn last line from the file
     todo = [it for it in items if it.id not in done]
-    prompts = {it.id: item_prompt(tokenizer, it) for it in todo}
+    opened = {it.id: scoring.prompt_opens_thinking(prompts[it.id]) for it in todo}
+    if any(opened.values()):
+        scoring.check_tags_survive_decoding(tokenizer)
     todo.sort(key=lambda it: len(prompts[it.id]))        # similar lengths share a length bucket: less padding
     tokens = 0
     start = time.perf_counter()
@@ -59,10 +106,12 @@ def generate_set(model, tokenizer, name: str, items: list[Item], out_path: pathl
         for i in range(0, len(todo), batch_size):
             batch = todo[i: i + batch_size]
             result = sample(model, tokenizer, [prompts[it.id] for it in batch], params, mesh=mesh)
-            for item, texts, ids in zip(batch, result.texts, result.tokens):
+            for item, texts, ids, done in zip(batch, result.texts, result.tokens, result.done):
                 record = {"id": item.id, "set": name, "Type": item.type, "problem": item.problem,
                           "answer": item.answer, "all_generated_answers": [t.strip() for t in texts],
-                          "num_tokens": [len(s) for s in ids]}
+                          "num_tokens": [len(s) for s in ids], "truncated": [not d for d in done],
+                          "prompt_sha256": prompt_hash(prompts[item.id]),
+                          "prompt_opened_thinking": opened[item.id]}
                 f.write(json.dumps(record, ensure_ascii=False) + "\n")
                 tokens += sum(record["num_tokens"])
             f.flush()
@@ -72,55 +121,101 @@ def generate_set(model, tokenizer, name: str, items: list[Item], out_path: pathl
     return read_generations(out_path)
 
 
-def main(argv=None) -> dict[str, dict]:
+def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m caujax.eval", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", required=True, help="Hugging Face checkpoint directory or .gguf file")
-    ap.add_argument("--suite", default="caugym", help="caugym, calm, or a JSON file of items")
-    ap.add_argument("--sets", default=None, help="comma-separated subset, e.g. base,insufficient (calm: basic,natural)")
-    ap.add_argument("--data-dir", default=None, help="CauGym directory (default $CAUGYM_DIR)")
-    ap.add_argument("--calm-dir", default=None, help="CaLM directory (default $CALM_DIR)")
-    ap.add_argument("--out", default=None, help="output directory (default runs/eval/<model name>)")
+    ap.add_argument("--suite", default="caugym", metavar="{caugym,calm,FILE.json}",
+                    help="caugym (its six test sets), calm (CaLM-Lite), or a JSON file of items (default caugym)")
+    ap.add_argument("--sets", default=None, metavar="A,B",
+                    help=f"comma-separated subset; caugym: {', '.join(TEST_SETS)} (default all); calm: "
+                         f"{', '.join(CALM_KINDS)} (default both)")
+    ap.add_argument("--data-dir", default=None, help="CauGym directory (default: see Data above)")
+    ap.add_argument("--calm-dir", default=None, help="CaLM directory (default: see Data above)")
+    ap.add_argument("--out", default=None, help="output directory (default: see Output above)")
+    ap.add_argument("--fresh", action="store_true",
+                    help="move generations of another evaluation in --out to <out>/superseded/ and start over")
     ap.add_argument("--n", type=int, default=5, help="samples per item (paper: 5)")
-    ap.add_argument("--temperature", type=float, default=0.6)
-    ap.add_argument("--top-p", type=float, default=0.95)
-    ap.add_argument("--top-k", type=int, default=0)
-    ap.add_argument("--max-new-tokens", type=int, default=8192)
+    ap.add_argument("--temperature", type=float, default=0.6, help="0 is greedy (paper: 0.6)")
+    ap.add_argument("--top-p", type=float, default=0.95, help="nucleus mass in (0, 1] (paper: 0.95)")
+    ap.add_argument("--top-k", type=int, default=0, help="0 turns top-k off")
+    ap.add_argument("--max-new-tokens", type=int, default=8192, help="paper: 8192")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--batch-size", type=int, default=8, help="prompts per sampler call (each with n samples)")
-    ap.add_argument("--limit", type=int, default=None, help="only the first K items of each set")
-    ap.add_argument("--dtype", default=None, choices=["float32", "bfloat16"])
-    ap.add_argument("--mesh", default=None, help="data,fsdp,tensor sizes, e.g. 1,-1,1 (default: one device)")
+    ap.add_argument("--limit", type=int, default=None, metavar="K",
+                    help="K items of each set, spread round-robin over its task types (default: all)")
+    ap.add_argument("--dtype", default=None, choices=["float32", "bfloat16"], help="default float32")
+    ap.add_argument("--mesh", default=None, metavar="DATA,FSDP,TENSOR",
+                    help="mesh axis sizes, e.g. 1,-1,1 (default: one device)")
+    return ap
+
+
+def main(argv=None) -> dict[str, dict]:
+    ap = _parser()
     args = ap.parse_args(argv)
+    if args.limit is not None and args.limit < 1:
+        ap.error(f"--limit must be >= 1, got {args.limit}")
+
+    from caujax.sampling import SamplingParams
+
+    try:
+        params = SamplingParams(n=args.n, temperature=args.temperature, top_p=args.top_p, top_k=args.top_k,
+                                max_new_tokens=args.max_new_tokens, seed=args.seed)
+        sets, data_path = suite_items(args.suite, args.sets.split(",") if args.sets else None, args.data_dir,
+                                      args.calm_dir)
+        files = model_files(args.model)
+    except (ValueError, FileNotFoundError) as e:
+        raise SystemExit(f"error: {e}") from None
+    model_fingerprint = fingerprint(files)
+    out = pathlib.Path(args.out) if args.out else default_out(args.model, model_fingerprint)
+    config = {"model": str(pathlib.Path(args.model).resolve()), "model_fingerprint": model_fingerprint,
+              "n": args.n, "temperature": args.temperature, "top_p": args.top_p, "top_k": args.top_k,
+              "max_new_tokens": args.max_new_tokens, "seed": args.seed, "dtype": args.dtype,
+              "suite": args.suite, "sets": list(sets), "data_dir": str(data_path), "limit": args.limit,
+              "batch_size": args.batch_size, "mesh": args.mesh, "model_files": files}
+    assert set(MUST_MATCH) <= set(config)
+    try:            # before loading the model (minutes) and before writing anything
+        moved = check_resume(out, config, fresh=args.fresh)
+    except ResumeRefused as e:
+        raise SystemExit(f"error: {e}") from None
+    if moved:
+        print(f"moved the previous evaluation's files to {moved}")
 
     from caujax.models import load_pretrained
-    from caujax.sampling import SamplingParams
     from caujax.sampling.sampler import compilations
     from caujax.sharding import make_mesh
 
-    params = SamplingParams(n=args.n, temperature=args.temperature, top_p=args.top_p, top_k=args.top_k,
-                            max_new_tokens=args.max_new_tokens, seed=args.seed)
-    sets = suite_items(args.suite, args.sets.split(",") if args.sets else None, args.data_dir, args.calm_dir)
     mesh = make_mesh(*(int(x) for x in args.mesh.split(","))) if args.mesh else None
     model, tokenizer = load_pretrained(args.model, dtype=args.dtype, mesh=mesh)
-    out = pathlib.Path(args.out or pathlib.Path("runs/eval") / pathlib.Path(args.model).stem)
+    sets = {name: spread_over_types(items, args.limit) if args.limit else items for name, items in sets.items()}
+    try:            # every set's records against its items, before any file is written (generate_set checks again)
+        for name, items in sets.items():
+            path = out / f"{name}.jsonl"
+            check_records(path, scan_generations(path)[0], items, {it.id: item_prompt(tokenizer, it) for it in items},
+                          args.n)
+    except ResumeRefused as e:
+        raise SystemExit(f"error: {e}") from None
     out.mkdir(parents=True, exist_ok=True)
-    (out / "eval_config.json").write_text(json.dumps(vars(args), indent=2))
+    (out / "eval_config.json").write_text(json.dumps(config, indent=2))
 
     compiles_before = compilations()
-    report = {}
+    report, truncated = {}, {}
     for name, items in sets.items():
-        items = items[: args.limit] if args.limit else items
         generations = generate_set(model, tokenizer, name, items, out / f"{name}.jsonl", params, args.batch_size, mesh)
         rows = set_scores(items, {it.id: generations[it.id] for it in items})
         report[name] = rows
         title = f"{name}: {len(items)} items x {args.n} samples, accuracy (%)"
         print("\n" + format_scores(title, rows))
+        cut = [t for it in items for t in generations[it.id].get("truncated", ())]
+        truncated[name] = sum(cut)
+        print(f"{sum(cut)} of {len(cut)} samples stopped at --max-new-tokens={args.max_new_tokens}"
+              + (" (a reply still thinking there has no final answer under the strict rule)" if sum(cut) else ""))
         (out / f"{name}.scores.json").write_text(json.dumps(rows, indent=2))
         plot_scores(title, rows, out / f"{name}.png")
     compiles = compilations() - compiles_before
     print(f"\nsampler compilations: {compiles}; outputs in {out}")
-    (out / "summary.json").write_text(json.dumps({"scores": report, "sampler_compilations": compiles}, indent=2))
+    (out / "summary.json").write_text(json.dumps({"scores": report, "truncated_samples": truncated,
+                                                  "sampler_compilations": compiles}, indent=2))
     return report
 
 

@@ -5,6 +5,8 @@ import importlib
 import importlib.util
 import json
 import logging
+import math
+import numbers
 import pathlib
 import warnings
 
@@ -49,6 +51,20 @@ def _findable(name: str) -> bool:
         return True
 
 
+def drop_undefined(line: dict) -> list[str]:
+    """Remove, in place, the float values of `line` that are not finite; return the names of the infinite ones.
+
+    NaN is how a metric without a mean reaches the log (an average over an empty set: losses.common.Loss.
+    metric_means), and such a metric is absent from that line, not 0. JSON has no NaN or Infinity token (Python's
+    json writes bare `NaN`, which jq, JavaScript and pandas' strict readers refuse), so an infinity cannot be
+    written either; it is dropped too, and named to the caller to warn about, since it is a measured overflow."""
+    bad = [k for k, v in line.items() if isinstance(v, numbers.Real) and not math.isfinite(v)]
+    infinite = [k for k in bad if not math.isnan(line[k])]
+    for k in bad:
+        del line[k]
+    return infinite
+
+
 class MetricsLog:
     """Appends each metric line to metrics.jsonl (flushed at once: the JSONL is the record a killed run keeps) and
     writes each numeric field except `step` as a TensorBoard scalar at that step. A context manager: the file and
@@ -72,9 +88,15 @@ class MetricsLog:
             raise
 
     def write(self, line: dict) -> None:
+        """Record one line. Metrics without a value (NaN: no element to average over) are removed from `line`
+        itself, so the caller's copy matches the file; infinite ones likewise, with a warning (drop_undefined)."""
+        infinite = drop_undefined(line)
         if not self.enabled:
             return
-        self._file.write(json.dumps(line) + "\n")
+        if infinite:
+            warnings.warn(f"step {line.get('step')}: {', '.join(infinite)} infinite; left out of metrics.jsonl "
+                          f"(JSON has no infinity)", stacklevel=2)
+        self._file.write(json.dumps(line, allow_nan=False) + "\n")
         self._file.flush()
         if self.writer is not None:
             for key, value in line.items():

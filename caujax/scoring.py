@@ -11,7 +11,11 @@
 #
 # The strict rule keeps the same syntax but reads only the final answer (text after the last `</think>`) and only
 # its LAST parseable JSON object; insufficient items need LACK_CONDITION in the final answer and no numeric PROB
-# there (`{"PROB": "LACK_CONDITION"}` commits to no number and is allowed).
+# there (`{"PROB": "LACK_CONDITION"}` commits to no number and is allowed). A reply whose thinking is still open at
+# its end (cut at the length cap before `</think>`) has no final answer at all: whatever it wrote was a draft
+# (issue 13, kind 3). Chat templates that open `<think>` in the prompt (DeepSeek-R1-Distill, Qwen3 thinking
+# variants) leave the reply inside the thinking from its first token, so the caller passes `opened=True` for them
+# (`prompt_opens_thinking` reads the templated prompt); the paper rule ignores all of this, as the script does.
 #
 # Extension (not in the paper): a ground truth with an ANSWER but no PROB (CaLM natural Yes/No items) is scored
 # on the lower-cased ANSWER value, any match for "paper", the last one for "strict".
@@ -32,6 +36,7 @@ from caujax.causal.answer import LACK_CONDITION
 Rule = Literal["paper", "strict"]
 RULES: tuple[Rule, ...] = ("paper", "strict")
 TOLERANCE = 0.0005          # the paper's |pred - gt| < 0.0005
+THINK_START = "<think>"
 THINK_END = "</think>"
 # RL reward: 1 for a strictly correct answer, FORMAT_REWARD for a wrong but well-formed final answer (a PROB JSON
 # that parses to a float, or LACK_CONDITION), 0 otherwise. Small enough that guessing never beats solving.
@@ -89,10 +94,43 @@ def parse_all(text: str) -> list[Parsed]:
     return [p for m in _json_matches(text) if (p := _parse(m)) is not None]
 
 
-def final_answer(response: str) -> str:
-    """The text after the last `</think>`, or the whole response when there is none."""
+def thinking_open(text: str, opened: bool = False) -> bool:
+    """Is a `<think>` block open at the end of `text`? The last tag decides (`<think>` opens, `</think>` closes);
+    a text with neither tag stays in the state it started in, `opened`."""
+    start, end = text.rfind(THINK_START), text.rfind(THINK_END)       # "<think>" is no substring of "</think>"
+    return opened if start < 0 and end < 0 else start > end
+
+
+def prompt_opens_thinking(prompt: str) -> bool:
+    """Does a templated prompt (generation prompt included) leave the reply inside `<think>`? True for templates
+    that end in `<think>\\n` (R1-Distill, Qwen3-Thinking-2507); False when the prompt closes it again
+    (`<think>\\n\\n</think>`: Qwen3 with thinking off) or never opens it."""
+    return thinking_open(prompt)
+
+
+def final_answer(response: str, *, opened: bool = False) -> str | None:
+    """The reply's final answer: the text after the last `</think>`, or the whole reply when it has no tag and
+    did not start inside thinking; None when thinking is open at the end (`thinking_open(response, opened)`): a
+    reply cut at the length cap mid-thought, or one whose prompt opened `<think>` and that never closed it.
+
+    opened: the prompt left the reply inside `<think>` (`prompt_opens_thinking`). Such a reply carries only
+    `</think>`, and one truncated before it carries no tag at all."""
+    if thinking_open(response, opened):
+        return None
     cut = response.rfind(THINK_END)
     return response if cut < 0 else response[cut + len(THINK_END):]
+
+
+def check_tags_survive_decoding(tokenizer) -> None:
+    """Raise ValueError when decoding with skip_special_tokens=True (how the sampler and rollouts decode replies)
+    drops `</think>`: a reply whose prompt opened thinking would then never show where its answer starts, and
+    every such reply would score as unfinished."""
+    ids = tokenizer(THINK_END, add_special_tokens=False)["input_ids"]
+    if THINK_END not in tokenizer.decode(ids, skip_special_tokens=True):
+        name = getattr(tokenizer, "name_or_path", "") or type(tokenizer).__name__
+        raise ValueError(f"tokenizer {name!r} marks {THINK_END} as a special token that decoding drops, but its "
+                         f"chat template opens {THINK_START} in the prompt: the scorer could not find the final "
+                         f"answer; mark {THINK_END} as a non-special added token")
 
 
 class GroundTruth(NamedTuple):
@@ -130,8 +168,10 @@ def _score_paper(response: str, gt: GroundTruth) -> bool:
     return any(p.answer == gt.answer for p in parsed)
 
 
-def _score_strict(response: str, gt: GroundTruth) -> bool:
-    final = final_answer(response)
+def _score_strict(response: str, gt: GroundTruth, opened: bool) -> bool:
+    final = final_answer(response, opened=opened)
+    if final is None:                                 # still thinking: no answer, not even LACK_CONDITION
+        return False
     parsed = parse_all(final)
     if gt.kind == "insufficient":
         return LACK_CONDITION in final and not any(p.prob is not None for p in parsed)
@@ -141,9 +181,10 @@ def _score_strict(response: str, gt: GroundTruth) -> bool:
     return _close(last.prob, gt.prob) if gt.kind == "prob" else last.answer == gt.answer
 
 
-def score(response: str, answer: str, rule: Rule = "paper") -> bool:
+def score(response: str, answer: str, rule: Rule = "paper", *, opened: bool = False) -> bool:
     """Is `response` correct for the ground-truth `answer` string under `rule` ("paper" or "strict")?
 
+    opened: the prompt left the reply inside `<think>` (`prompt_opens_thinking`); only the strict rule reads it.
     Never raises on any response (any text, any length); raises ValueError only for an unknown rule or a
     ground truth that holds no answer."""
     if rule not in RULES:
@@ -151,15 +192,18 @@ def score(response: str, answer: str, rule: Rule = "paper") -> bool:
     if not isinstance(response, str):
         return False
     gt = parse_ground_truth(answer)
-    return _score_paper(response, gt) if rule == "paper" else _score_strict(response, gt)
+    return _score_paper(response, gt) if rule == "paper" else _score_strict(response, gt, opened)
 
 
-def well_formed(response: str, answer: str) -> bool:
+def well_formed(response: str, answer: str, *, opened: bool = False) -> bool:
     """Does the final answer commit to something scoreable for this kind of item: LACK_CONDITION, or a last JSON
-    with a finite PROB (an ANSWER for Yes/No items)? Used for the format term of `reward`."""
+    with a finite PROB (an ANSWER for Yes/No items)? False when there is no final answer (thinking open at the
+    end; `opened` as in `score`). Used for the format term of `reward`."""
     if not isinstance(response, str):
         return False
-    final = final_answer(response)
+    final = final_answer(response, opened=opened)
+    if final is None:
+        return False
     if LACK_CONDITION in final:
         return True
     parsed = parse_all(final)
@@ -170,11 +214,12 @@ def well_formed(response: str, answer: str) -> bool:
     return parsed[-1].prob is not None and math.isfinite(parsed[-1].prob)
 
 
-def reward(response: str, answer: str) -> float:
-    """RL reward: 1.0 if correct under the strict rule, FORMAT_REWARD (0.1) if wrong but well formed, else 0.0.
+def reward(response: str, answer: str, *, opened: bool = False) -> float:
+    """RL reward: 1.0 if correct under the strict rule, FORMAT_REWARD (0.1) if wrong but well formed, else 0.0
+    (also 0.0 for a reply still thinking at its end; `opened` as in `score`).
 
     Built on the strict rule, never the paper rule: with "any JSON anywhere counts" a policy learns to print
     many numbers. The format term gives a signal toward the required output before any answer is right."""
-    if score(response, answer, "strict"):
+    if score(response, answer, "strict", opened=opened):
         return 1.0
-    return FORMAT_REWARD if well_formed(response, answer) else 0.0
+    return FORMAT_REWARD if well_formed(response, answer, opened=opened) else 0.0

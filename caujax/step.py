@@ -173,7 +173,11 @@ def make_train_step(objective: Callable[..., Loss], tx: optax.GradientTransforma
         # float32 accumulators whatever the parameter dtype: M bf16 additions would round M times.
         g_zero = jax.tree.map(lambda p: jnp.zeros(p.shape, jnp.float32), trainable)
         g_sum, loss_M = jax.lax.scan(body, g_zero, mbs)
-        loss = loss_M.combine()                                  # sums (and maxima) over the global batch
+        # Sums (and maxima) over the global batch, then one division per metric: a metric with no rows in some
+        # micro-batches (KTO's rejected side) is averaged over the rows of the others, and is NaN when no
+        # micro-batch has any (Loss.metric_means; the metrics log omits it). Averaging per-micro-batch means would
+        # weigh unequal micro-batches alike and count an empty one as 0.
+        loss = loss_M.combine()
         n = jnp.maximum(loss.count.astype(jnp.float32), 1.0)
         grads = jax.tree.map(lambda g, p: (g / n).astype(p.dtype), g_sum, trainable)
         updates, opt_state = tx.update(grads, state.opt_state, trainable)

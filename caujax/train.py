@@ -1,11 +1,19 @@
-"""python -m caujax.train --method {sft,dpo,kto,grpo,ppo} --config configs/tiny.py [--resume] [--a.b=c ...]
+"""Post-train a model: python -m caujax.train --config PRESET [--method M] [--resume] [--key=value ...]
+
+  python -m caujax.train --config configs/tiny.py --method sft --run_dir=runs/tiny     # 2 steps, CPU, no network
+  python -m caujax.train --config configs/tiny.py --run_dir=runs/tiny --steps=4 --resume   # continue it to step 4
+  python -m caujax.train --config configs/tiny.py --help          # every config key with this preset's value
+
+A run writes <run_dir>/config.json, metrics.jsonl, checkpoints/, loss.png and hf/ (the trained model as a Hugging
+Face directory) and ends with a summary of where they went. --resume continues from the newest intact checkpoint
+(damaged ones are set aside with a warning); a run whose method, data, optimizer, model or loss settings differ
+from the checkpoint's is refused, naming the fields.
 
 `train` reads top to bottom: config, mesh, text and tokenizer, model, optimizer, checkpoint restore, data, step,
 loop. It names no method: what differs between methods is their row in caujax/methods.py.
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import functools
 import hashlib
@@ -13,20 +21,23 @@ import json
 import pathlib
 import sys
 import time
-import warnings
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from caujax import checkpoint, methods
-from caujax.config import RunConfig, apply_overrides, load_preset, parse_overrides, to_json_dict
+from caujax import checkpoint, methods, train_cli
+from caujax import resume as resume_lib
+from caujax.config import RunConfig, to_json_dict
 from caujax.data import batches
 from caujax.data.examples import SourceContext, load_examples, texts
+from caujax.export import EXPORT_MARKER, check_peft_export, export, export_dir, exported_step
 from caujax.metrics_log import MetricsLog
-from caujax.models import Decoder, load_pretrained, lora, save_pretrained
+from caujax.models import Decoder, load_pretrained, lora
 from caujax.models.layout import is_matrix
+from caujax.resume import say
+from caujax.run_report import plot_loss, summary
 from caujax.sharding import batch_ways, make_mesh, tree_shardings
 from caujax.step import (Policy, init_state, learning_rate, make_optimizer, make_train_step, place_batch,
                          reference_table)
@@ -89,24 +100,23 @@ def _fingerprint(cfg: RunConfig, rows) -> str:
 
 
 def train(cfg: RunConfig, resume: bool = False) -> list[dict]:
-    """Run `cfg`; returns the metrics lines this call wrote."""
+    """Run `cfg`; returns the metrics lines this call wrote. Ends with a summary on stdout (summary below)."""
+    t_begin = time.perf_counter()
     run_dir = pathlib.Path(cfg.run_dir)
     method = methods.get(cfg.method)
     config_json = to_json_dict(cfg)
-    saved = sorted(int(p.name) for p in (run_dir / "checkpoints").glob("*") if p.name.isdigit())
-    if saved and not resume:          # checked first: never load a large model only to refuse the run_dir
-        raise ValueError(f"{run_dir} already holds checkpoints (latest: step {saved[-1]}); pass --resume to continue "
-                         "it, or choose another --run_dir")
-    manager = checkpoint.make_manager(run_dir, cfg.checkpoint) if saved else None
-    latest = manager and checkpoint.latest_step(manager)
-    if latest is not None:            # resuming: the run must be the same run, and have steps left
-        _check_same_run(checkpoint.saved_config(manager, latest), config_json, run_dir)
-        # A finished run whose export is missing or older (killed before or during it) goes on to export.
-        if latest >= cfg.steps and (not cfg.export or exported_step(cfg) == latest):
-            print(f"caujax.train: {run_dir} is already at step {latest} of steps={cfg.steps}: nothing to train "
-                  f"(raise --steps to continue it)", file=sys.stderr)
-            manager.close()
-            return []
+    # Where the run starts (caujax/resume.py), decided before any model is built: a fresh run into a run_dir with
+    # checkpoints, a resume under other same-run settings, or one with no intact checkpoint is refused here.
+    res = resume_lib.plan(cfg, config_json, resume)
+    latest = res.latest
+    # A finished run whose export is missing or older (killed before or during it) goes on to export.
+    if latest is not None and latest >= cfg.steps and (not cfg.export or exported_step(cfg) == latest):
+        damaged = f"; left as they are: {', '.join(f'step {k} ({v})' for k, v in res.damaged.items())}" \
+            if res.damaged else ""
+        say(f"{run_dir} is already at step {latest} of steps={cfg.steps}: nothing to train (raise --steps to "
+            f"continue it){damaged}")
+        res.manager.close()
+        return []
 
     # Mesh: batch rows over data x fsdp, weights over fsdp x tensor.
     mesh = make_mesh(cfg.mesh.data, cfg.mesh.fsdp, cfg.mesh.tensor)
@@ -119,7 +129,7 @@ def train(cfg: RunConfig, resume: bool = False) -> list[dict]:
                          f"caujax/methods.py), got data.micro_batch_size={micro}")
 
     if cfg.model.lora.rank and cfg.model.lora.export == "peft" and cfg.export:
-        _check_peft_export(cfg)
+        check_peft_export(cfg)
 
     # Text and tokenizer before the model: a random-init run trains its tokenizer on this text, and bad rows must
     # fail before anything is written.
@@ -164,13 +174,19 @@ def train(cfg: RunConfig, resume: bool = False) -> list[dict]:
     del params
 
     # Train state, first match wins (big_vision's precedence, spelled out):
-    #  1. --resume and a checkpoint in <run_dir>/checkpoints: the latest (params, moments, step, RNG, data position);
+    #  1. --resume and an intact checkpoint in <run_dir>/checkpoints: the newest one that reads back whole (params,
+    #     moments, step, RNG, data position); damaged newer ones are set aside with a warning (caujax/resume.py);
     #  2. otherwise step 0 from the model above (a fresh run was refused above if run_dir holds checkpoints).
-    manager = manager or checkpoint.make_manager(run_dir, cfg.checkpoint)
     position = None
     if latest is not None:            # found and checked above; a fresh run into it was refused
-        state, position = _restore(manager, latest, state, state_sharding, config_json)
+        state, position = _restore(res, state, state_sharding, config_json)
+    res.set_aside()                   # before anything is written: orbax must not see a damaged step again
+    manager = res.manager
     start = int(jax.device_get(state.step))
+    if res.step is not None:
+        say(f"resuming {run_dir} from its checkpoint at step {start}: " + (
+            f"steps {start + 1}..{cfg.steps} to go" if start < cfg.steps else
+            f"all {cfg.steps} steps are done; writing the missing or older export"))
 
     # The data continue from the checkpoint's position (fixed data: the same shuffled order on every (re)start;
     # rollouts: the same prompts and sampling keys).
@@ -221,63 +237,10 @@ def train(cfg: RunConfig, resume: bool = False) -> list[dict]:
         else:
             export(lora.merge_adapters(model) if adapters else model, tokenizer, export_dir(cfg),
                    texts(examples[:1])[0], marker)
-    return lines
-
-
-EXPORT_MARKER = "caujax_export.json"      # the step an export was written at, inside the exported directory
-
-
-def export_dir(cfg: RunConfig) -> pathlib.Path:
-    """<run_dir>/hf (a Hugging Face directory), or <run_dir>/adapter for a PEFT adapter export."""
-    peft = cfg.model.lora.rank and cfg.model.lora.export == "peft"
-    return pathlib.Path(cfg.run_dir) / ("adapter" if peft else "hf")
-
-
-def exported_step(cfg: RunConfig) -> int | None:
-    """The step of the run's latest complete export, or None."""
-    marker = export_dir(cfg) / EXPORT_MARKER
-    return json.loads(marker.read_text())["step"] if marker.exists() else None
-
-
-def export(model, tokenizer, path: pathlib.Path, sample_text: str, extra_files: dict[str, str] | None = None) -> None:
-    """A Hugging Face directory (gathered on every process, written by process 0), with `extra_files` {name: text}
-    beside it; process 0 then warns when AutoTokenizer would read the tokenizer back differently (transformers picks
-    the tokenizer class from config.json's model_type for some families, e.g. Qwen2Tokenizer for qwen2)."""
-    import shutil
-
-    import transformers
-
-    # Written beside the target and renamed into place: a kill mid-export never leaves a directory that looks done.
-    partial = path.with_name(path.name + ".partial")
     if jax.process_index() == 0:
-        shutil.rmtree(partial, ignore_errors=True)       # a leftover of a killed export
-    save_pretrained(model, tokenizer, partial)
-    if jax.process_index() != 0:          # only process 0 wrote the directory
-        return
-    for name, value in (extra_files or {}).items():
-        (partial / name).write_text(value)
-    shutil.rmtree(path, ignore_errors=True)
-    partial.rename(path)
-    reloaded = transformers.AutoTokenizer.from_pretrained(path)
-    if reloaded(sample_text, add_special_tokens=False).input_ids != \
-            tokenizer(sample_text, add_special_tokens=False).input_ids:
-        warnings.warn(f"{path}: AutoTokenizer loads the exported tokenizer as {type(reloaded).__name__}, which "
-                      f"encodes differently from the {type(tokenizer).__name__} the model was trained with")
-
-
-def _check_peft_export(cfg: RunConfig) -> None:
-    """Refuse up front (not after training) a PEFT export that cannot be written or used."""
-    try:
-        import peft  # noqa: F401
-    except ImportError:
-        raise ValueError("model.lora.export=peft needs peft: pip install 'caujax[peft]' (or "
-                         "--model.lora.export=merged for a plain Hugging Face directory)") from None
-    path = cfg.model.path
-    if not path or path.endswith(".gguf"):
-        raise ValueError(f"model.lora.export=peft writes an adapter for a Hugging Face base checkpoint, but "
-                         f"model.path={path!r} is {'a GGUF file' if path else 'a random init'}: export the base "
-                         f"with caujax.models.save_pretrained and train from that directory, or use "
-                         f"--model.lora.export=merged")
+        print(summary(cfg, start, lines, time.perf_counter() - t_begin, export_dir(cfg) if cfg.export else None),
+              flush=True)
+    return lines
 
 
 def _loop(cfg, step_fn, graphdef, state, ref_params, data, table, lr, mesh, manager, start, config_json):
@@ -312,8 +275,9 @@ def _loop(cfg, step_fn, graphdef, state, ref_params, data, table, lr, mesh, mana
                 log.write(line)
                 lines.append(line)
                 # RL: the reward and strict accuracy say more than the loss (on-policy GRPO's is ~0 by design).
-                rl = {"reward": f"{line['reward_mean']:.3f}", "acc": f"{line['accuracy']:.2f}"} \
-                    if "reward_mean" in line else {}
+                # A metric without a value this time (no rows to average) is absent from the written line.
+                rl = {name: f"{line[key]:{spec}}" for name, key, spec in
+                      (("reward", "reward_mean", ".3f"), ("acc", "accuracy", ".2f")) if key in line}
                 bar.set_postfix(loss=f"{metrics['loss']:.4f}", **rl, tok_s=f"{line['tokens_per_s']:.0f}")
                 tokens, last_logged, t0 = 0, done, time.perf_counter()
             bar.update(1)
@@ -328,113 +292,21 @@ def _saved_part(state):
     return dataclasses.replace(state, params=lora.trainable(state.params))
 
 
-def _restore(manager, step: int, state, state_sharding, config_json: dict):
-    """(state, data position) of checkpoint `step`; a mismatch also names the config fields that changed."""
+def _restore(res: resume_lib.Resume, state, state_sharding, config_json: dict):
+    """(state, data position) of the newest intact checkpoint; with LoRA its adapters joined to the base weights
+    just loaded from model.path."""
     abstract = jax.eval_shape(lambda: _saved_part(state))
-    try:
-        restored, position, _ = checkpoint.restore(manager, step, abstract, _saved_part(state_sharding))
-        frozen = lora.split_trainable(state.params)[1]           # the base weights, loaded from model.path again
-        restored = dataclasses.replace(restored, params=lora.join(restored.params, frozen))
-    except checkpoint.CheckpointMismatch as e:
-        saved = checkpoint.saved_config(manager, step)
-        changed = _diff(saved.get("model", {}), config_json["model"], "model")
-        hint = ("\nthe checkpoint's run had " + ", ".join(changed)) if changed else ""
-        raise checkpoint.CheckpointMismatch(f"{e}{hint}") from None
-    return restored, position
+    restored, position = res.restore(abstract, _saved_part(state_sharding), config_json)
+    frozen = lora.split_trainable(state.params)[1]           # the base weights, loaded from model.path again
+    return dataclasses.replace(restored, params=lora.join(restored.params, frozen)), position
 
 
-# What makes a run the same run: a checkpoint continued under another method, data, optimizer, seed or loss
-# hyperparameters would mix two runs in one metrics.jsonl. steps (to extend a run), the mesh, micro-batching (exact
-# accumulation), checkpointing, logging (RL: the rollout table, the stuck-run check), export and the reference's mode
-# may change; so may the model section, whose
-# weights the checkpoint replaces (a shape change is named by the restore).
-_SAME_RUN = ("method", "data", "optim", "seed")
-_MAY_CHANGE = ("data.micro_batch_size", "data.pad_multiple", "grpo.rollout.log_every", "grpo.rollout.stuck_rollouts",
-               "ppo.rollout.log_every", "ppo.rollout.stuck_rollouts")
-
-
-# With LoRA the checkpoint holds only the adapters: the base is read from the model section again, so the base and
-# the adapters' scale are part of what makes the run the same run.
-_SAME_LORA_RUN = ("path", "arch", "init_seed", "lora")
-
-
-def _check_same_run(saved: dict, now: dict, run_dir) -> None:
-    keys = (*_SAME_RUN, now["method"])
-    changed = [d for k in keys for d in _diff(saved.get(k), now.get(k), k)
-               if not d.startswith(tuple(f"{m}=" for m in _MAY_CHANGE))]
-    if now["model"]["lora"]["rank"]:
-        model = saved.get("model", {})
-        changed += [d for k in _SAME_LORA_RUN if k in model
-                    for d in _diff(model[k], now["model"][k], f"model.{k}") if not d.startswith("model.lora.export=")]
-    if changed:
-        raise ValueError(f"--resume: {run_dir} holds a run with other settings: " + ", ".join(changed) + ". Resume "
-                         f"it with its own settings (its config.json), or start a new --run_dir (to start from its "
-                         f"weights: --model.path={run_dir}/hf)")
-
-
-def _diff(saved, now, prefix: str) -> list[str]:
-    if isinstance(saved, dict) and isinstance(now, dict):
-        # A key the saved config lacks is a field added since it was written: that run had its default.
-        return [d for k in sorted(saved.keys())
-                for d in _diff(saved.get(k), now.get(k), f"{prefix}.{k}")]
-    now = list(now) if isinstance(now, tuple) else now
-    return [] if saved == now else [f"{prefix}={saved!r} (this run: {now!r})"]
-
-
-def plot_loss(run_dir: pathlib.Path) -> None:
-    """<run_dir>/loss.png from metrics.jsonl: the loss, and for online RL the mean reward and strict accuracy."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    lines = [json.loads(l) for l in (run_dir / "metrics.jsonl").read_text().splitlines() if l.strip()]
-    keys = ["loss"] + [k for k in ("reward_mean", "accuracy") if k in lines[0]]
-    fig, axes = plt.subplots(1, len(keys), figsize=(6 * len(keys), 3.5), squeeze=False)
-    for ax, key in zip(axes[0], keys):
-        ax.plot([l["step"] for l in lines], [l.get(key) for l in lines], marker="." if len(lines) < 50 else None)
-        ax.set_xlabel("step")
-        ax.set_ylabel(key)
-        ax.set_title(run_dir.name)
-        ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(run_dir / "loss.png", dpi=100)
-    plt.close(fig)
+_check_same_run = resume_lib.check_same_run      # the one same-run check (caujax/resume.py: SAME_RUN, MAY_CHANGE)
 
 
 def parse_args(argv: list[str]) -> tuple[RunConfig, bool]:
-    parser = argparse.ArgumentParser(prog="python -m caujax.train", description=__doc__, allow_abbrev=False,
-                                     epilog="Any config field can be set with a dotted override, e.g. --optim.lr=1e-5, "
-                                            "--grpo.rollout.rewards=causal,format; --list-keys prints them all")
-    parser.add_argument("--config", required=True, help="a preset file, e.g. configs/tiny.py")
-    parser.add_argument("--method", choices=list(methods.METHODS),
-                        help="the method (default: the preset's): " + "; ".join(
-                            f"{m.name}: {m.summary}" for m in methods.METHODS.values()))
-    parser.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in run_dir")
-    parser.add_argument("--list-keys", action="store_true",
-                        help="print every dotted config key with the preset's value (after overrides), then exit")
-    args, rest = parser.parse_known_args(argv)
-    overrides = parse_overrides(rest)
-    if args.method:
-        overrides = {"method": args.method, **overrides}
-    preset = load_preset(args.config)
-    cfg = apply_overrides(preset, overrides)
-    section = getattr(preset, preset.method)
-    if cfg.method != preset.method and section != type(section)():
-        ours = "as set on the command line" if any(k.startswith(cfg.method + ".") for k in overrides) else "defaults"
-        warnings.warn(f"{args.config} configures {preset.method} (its --{preset.method}.* section is not the "
-                      f"default) but the run is --method {cfg.method}: those settings are not used, and the "
-                      f"--{cfg.method}.* section is {ours}", stacklevel=2)
-    if args.list_keys:
-        print("\n".join(f"--{k}={v!r}" for k, v in _flat(to_json_dict(cfg)).items()))
-        raise SystemExit(0)
-    return cfg, args.resume
-
-
-def _flat(tree: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in tree.items():
-        out |= _flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v}
-    return out
+    """(config, resume) from the command line (caujax/train_cli.py); --help prints this module's docstring."""
+    return train_cli.parse_args(argv, __doc__)
 
 
 def main(argv: list[str] | None = None) -> list[dict]:

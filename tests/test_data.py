@@ -6,6 +6,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+import caujax.data.items
+
 from caujax import scoring
 from caujax.causal.answer import LACK_CONDITION, TYPES, format_prob, infer_type
 from caujax.data import baselines, calm, caugym, download, pairs, prompts
@@ -84,6 +86,9 @@ def test_env_vars_and_missing_dirs(monkeypatch, caugym_dir, tmp_path):
     monkeypatch.setenv("CAUGYM_DIR", str(caugym_dir))
     assert len(caugym.load_caugym("sft")) == 75
     monkeypatch.delenv("CAUGYM_DIR")
+    # Hide the copies data_root finds by itself (shared/caugym beside the repository or the working directory).
+    monkeypatch.setattr(caujax.data.items, "REPO", tmp_path / "repo")
+    monkeypatch.chdir(tmp_path)
     with pytest.raises(FileNotFoundError, match="CAUGYM_DIR"):
         caugym.load_caugym("base")
     with pytest.raises(FileNotFoundError, match="does not exist"):

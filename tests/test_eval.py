@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from caujax import eval as caujax_eval
@@ -56,6 +57,7 @@ def test_resume_resamples_only_unfinished_items(run, caugym_dir, tmp_path, monke
     lines = base.read_text().splitlines(keepends=True)
     resumed = tmp_path / "resumed"
     resumed.mkdir()
+    (resumed / "eval_config.json").write_bytes((out / "eval_config.json").read_bytes())   # the same evaluation
     # a kill mid-write: two finished lines and a torn third one
     (resumed / "base.jsonl").write_text("".join(lines[:2]) + lines[2][: len(lines[2]) // 2])
     calls = []
@@ -69,3 +71,22 @@ def test_resume_resamples_only_unfinished_items(run, caugym_dir, tmp_path, monke
     assert calls == [1]
     new_lines = (resumed / "base.jsonl").read_text().splitlines(keepends=True)
     assert new_lines[:2] == lines[:2] and len(new_lines) == 3 and len(real(resumed / "base.jsonl")) == 3
+
+
+def test_bar_chart_draws_zero_as_zero_and_keeps_the_legend_off_the_bars():
+    from caujax.eval_report import draw_scores
+
+    rows = {"model (paper)": {"ATE": 0.0, "CDE": 0.5, "all": 0.25},
+            "model (strict)": {"ATE": 0.0, "CDE": 0.0, "all": 0.0},
+            "always-0 (paper)": {"ATE": 1.0, "CDE": 0.3, "all": 0.65},
+            "solver (paper)": {"ATE": 1.0, "all": 1.0}}                    # no CDE score: no bar, no "0"
+    fig = draw_scores("title", rows)
+    ax = fig.axes[0]
+    zeros = [t for t in ax.texts if t.get_text() == "0"]
+    assert len(zeros) == 4                                                  # ATE x2, CDE strict, all strict
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    legend = ax.get_legend().get_window_extent(renderer)
+    bars = [p.get_window_extent(renderer) for p in ax.patches if np.isfinite(p.get_height())]
+    assert len(bars) == 11 and not any(legend.overlaps(b) for b in bars)
+    assert legend.x0 >= ax.get_window_extent(renderer).x1                   # beside the axes, not on them

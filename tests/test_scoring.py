@@ -44,7 +44,10 @@ def ref_paper(response, answer):
 
 
 def ref_strict(response, answer):
-    """The strict rule as its spec reads: final answer only, last parseable JSON, no PROB when insufficient."""
+    """The strict rule as its spec reads: final answer only (none while a <think> is open at the end), last
+    parseable JSON, no PROB when insufficient."""
+    if re.search(r"<think>(?:(?!</think>).)*$", response, re.DOTALL):
+        return False
     final = response.split("</think>")[-1]
     objs = []
     for m in re.findall(r"\{\"(?:ANSWER|PROB)\"\:.*?\}", re.sub(r"\s+", "", final), re.DOTALL):
@@ -170,6 +173,11 @@ HAND = [  # (response, answer, paper verdict, strict verdict)
     ("lack_condition", LACK_CONDITION, False, False),                        # case-sensitive substring
     ('{"ANSWER": "Yes"}', '{"ANSWER": "Yes"}', True, True),                  # extension: Yes/No-only ground truth
     ('{"ANSWER": "yes"} {"ANSWER": "No"}', '{"ANSWER": "Yes"}', True, False),
+    # issue 13 kind 3: cut at the length cap inside <think>, so there is no final answer
+    ('<think>Try the adjustment formula ... {"ANSWER": "Yes", "PROB": "0.5"} hmm, redo',
+     '{"ANSWER": "Yes", "PROB": "0.5"}', True, False),
+    (f"<think>so {LACK_CONDITION}? no, P(Z) is", LACK_CONDITION, True, False),
+    ('<think>a</think>{"PROB": "0.3847"}<think>re-check {"PROB": "0.3847"}', GT, True, False),   # reopened
 ]
 
 
@@ -207,7 +215,8 @@ def test_many_unclosed_openers_are_linear():
 
 ANY_CHAR = st.one_of(st.characters(exclude_categories=()),          # includes lone surrogates
                      st.sampled_from(list('{}[]"\':,.-0123456789eE PROBANSWER\n\t')),
-                     st.sampled_from(['{"PROB":', '{"ANSWER":', "</think>", LACK_CONDITION, '"0.3847"', "[" * 50]))
+                     st.sampled_from(['{"PROB":', '{"ANSWER":', "<think>", "</think>", LACK_CONDITION, '"0.3847"',
+                                      "[" * 50]))
 TEXT = st.lists(ANY_CHAR, max_size=60).map("".join)
 
 
@@ -216,7 +225,9 @@ TEXT = st.lists(ANY_CHAR, max_size=60).map("".join)
 def test_never_raises_on_arbitrary_text(text, answer):
     for rule in scoring.RULES:
         assert isinstance(score(text, answer, rule), bool)
+        assert isinstance(score(text, answer, rule, opened=True), bool)
     assert reward(text, answer) in (0.0, FORMAT_REWARD, 1.0)
+    assert score(text, answer, "strict") == ref_strict(text, answer)
 
 
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

@@ -6,6 +6,7 @@ import json
 import math
 import os
 import pathlib
+import re
 import signal
 import subprocess
 import sys
@@ -27,13 +28,21 @@ def _run(run_dir, method, *extra):
                        "--steps=2", *extra])
 
 
+SUMMARIES = {}      # method -> what its run of `runs` printed on stdout (the end-of-run summary)
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """One 2-step run per method: (run_dir, metrics lines)."""
+    import contextlib
+    import io
+
     out = {}
     for method in ("sft", "dpo", "kto"):
         run_dir = tmp_path_factory.mktemp(method)
-        out[method] = run_dir, _run(run_dir, method)
+        with contextlib.redirect_stdout(io.StringIO()) as printed:
+            out[method] = run_dir, _run(run_dir, method)
+        SUMMARIES[method] = printed.getvalue()
     return out
 
 
@@ -140,13 +149,45 @@ def test_resume_of_a_finished_run_says_so_and_writes_nothing(runs, capsys):
 
 
 def test_resume_with_another_model_shape_names_the_config_change(runs):
+    """The architecture is a same-run field (resume.SAME_RUN): refused before the model is built, by name; an
+    intact checkpoint that still does not fit (another caujax version) raises CheckpointMismatch naming the arrays
+    (test_checkpoint.py, test_resume_safety.py)."""
     run_dir, _ = runs["sft"]
     before = _snapshot(run_dir)
-    expected = (r"(?s)params\.embed\.value: checkpoint has shape \(1024, 32\) "
-                r".*the checkpoint's run had model\.arch\.embed_dim=32 \(this run: 48\)")
-    with pytest.raises(CheckpointMismatch, match=expected):
+    with pytest.raises(ValueError, match=r"other settings: model\.arch\.embed_dim=32 \(this run: 48\)") as err:
         _run(run_dir, "sft", "--steps=4", "--resume", "--model.arch.embed_dim=48")
+    assert not isinstance(err.value, CheckpointMismatch)
     assert _snapshot(run_dir) == before
+
+
+@pytest.mark.parametrize("method", ["sft", "dpo"])
+def test_each_run_ends_with_a_summary_of_where_everything_went(runs, method):
+    run_dir, lines = runs[method]
+    text = SUMMARIES[method]
+    assert text.startswith(f"caujax.train: {method} done: steps 1..2 of 2 in "), text
+    assert re.search(r" in \d+\.\d s \(wall time", text)
+    assert f"final loss     {lines[-1]['loss']:.6g} at step 2" in text
+    for name, where in (("run directory", run_dir), ("checkpoints", run_dir / "checkpoints"),
+                        ("plot", run_dir / "loss.png"), ("export", run_dir / "hf")):
+        assert re.search(rf"^  {name} +{re.escape(str(where.absolute()))}", text, flags=re.M), (name, text)
+    assert "step 1, step 2" in text
+
+
+def test_loss_png_of_a_run_has_integer_steps_and_the_learning_rate(runs):
+    import matplotlib.pyplot as plt
+
+    from caujax.run_report import loss_figure, read_lines
+
+    run_dir, lines = runs["dpo"]
+    fig = loss_figure(read_lines(run_dir), run_dir.name)
+    fig.canvas.draw()
+    plt.close(fig)
+    panels = {ax.get_ylabel(): ax for ax in fig.axes}
+    lr_x, lr_y = panels["learning rate"].get_lines()[0].get_data()
+    assert list(lr_x) == [1, 2] and list(lr_y) == [l["lr"] for l in lines]
+    for ax in panels.values():
+        ticks = [t.get_text() for t, x in zip(ax.get_xticklabels(), ax.get_xticks()) if 1 <= x <= 2]
+        assert ticks == ["1", "2"], ticks
 
 
 def test_cli_prints_bad_input_without_a_traceback(tmp_path):

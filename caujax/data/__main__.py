@@ -1,4 +1,8 @@
-"""python -m caujax.data {download,generate,convert,baselines}: fetch, make, convert and sanity-score the data."""
+"""python -m caujax.data {download,generate,convert,baselines}: fetch, make, convert and sanity-score the data.
+
+Bad options are refused by argparse (usage and the choices, exit status 2); a missing data directory or file, or
+a bad row, ends in one line `python -m caujax.data <command>: error: <message>` and exit status 2, no traceback.
+"""
 import argparse
 import dataclasses
 import json
@@ -6,6 +10,14 @@ import pathlib
 import sys
 
 from tqdm import tqdm
+
+from caujax.causal.answer import TYPES
+from caujax.causal.generate import LAYOUTS, STYLES
+
+# What a user can cause and fix: a data directory or file that is not there or cannot be read (OSError, with
+# FileNotFoundError), a set name or a row that is wrong (ValueError, with RowError). Anything else is a bug in
+# caujax and keeps its traceback.
+USER_ERRORS = (OSError, ValueError)
 
 
 def _download(args):
@@ -17,13 +29,7 @@ def _download(args):
 def _generate(args):
     from caujax.causal.generate import generate
 
-    kwargs = {}
-    if args.tasks:
-        kwargs["tasks"] = tuple(args.tasks.split(","))
-    for key in ("style", "layout"):
-        if getattr(args, key):
-            kwargs[key] = getattr(args, key)
-    items = generate(args.n, args.seed, **kwargs)
+    items = generate(args.n, args.seed, tasks=args.tasks, style=args.style, layout=args.layout)
     out = pathlib.Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(items, ensure_ascii=False, indent=1), encoding="utf-8")
@@ -71,7 +77,28 @@ def _baselines(args):
         print(baselines.format_table(f"\n{name} ({len(items)} items)", table), flush=True)
 
 
-def main(argv=None):
+def _task_list(text: str) -> tuple[str, ...]:
+    """argparse type of --tasks: a comma-separated, non-empty subset of TYPES (ArgumentTypeError names the rest)."""
+    tasks = tuple(t.strip() for t in text.split(",") if t.strip())
+    bad = [t for t in tasks if t not in TYPES]
+    if bad or not tasks:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a comma-separated subset of {','.join(TYPES)}"
+                                         + (f" ({', '.join(bad)} not among them)" if bad else ""))
+    return tasks
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a positive integer")
+    return value
+
+
+def main(argv=None) -> int:
+    """Run one subcommand; 0 on success, 2 on a user error (one line on stderr) or a bad option (argparse)."""
     from caujax.data.caugym import TEST_SETS
 
     set_help = (f"{', '.join(TEST_SETS)}, rl, sft, calm_basic, calm_natural, or a CauGym-format .json file "
@@ -86,17 +113,21 @@ def main(argv=None):
     p.set_defaults(fn=_download)
 
     p = sub.add_parser("generate", help="write new problems (CauGym JSON format) with the causal engine")
-    p.add_argument("--n", type=int, required=True)
+    p.add_argument("--n", type=_positive_int, required=True, help="number of problems")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--tasks", default="", help="comma-separated subset of ATE,CDE,ETT,NDE,NIE,PN,PS")
-    p.add_argument("--style", default="", help="node naming style (see caujax.causal.generate)")
-    p.add_argument("--layout", default="", help="problem wording layout (see caujax.causal.generate)")
-    p.add_argument("--out", required=True)
+    p.add_argument("--tasks", type=_task_list, default=TYPES, metavar="T1,T2,...",
+                   help=f"comma-separated subset of {','.join(TYPES)} (default: all)")
+    p.add_argument("--style", choices=(*STYLES, "mixed"), default="real",
+                   help="node names: real-world words, letters, nonsense words, or mixed (default: %(default)s)")
+    p.add_argument("--layout", choices=(*LAYOUTS, "mixed"), default="inline",
+                   help="wording: inline (A=0) labels, CaLM basic, or mixed (default: %(default)s)")
+    p.add_argument("--out", required=True, help="the JSON file to write")
     p.set_defaults(fn=_generate)
 
     data_args = argparse.ArgumentParser(add_help=False)
-    data_args.add_argument("--caugym-dir", default=None, help="default: $CAUGYM_DIR")
-    data_args.add_argument("--calm-dir", default=None, help="default: $CALM_DIR")
+    places = "else ../shared/{0} beside the repository or the working directory, else data/cache/{0}"
+    data_args.add_argument("--caugym-dir", default=None, help="default: $CAUGYM_DIR, " + places.format("caugym"))
+    data_args.add_argument("--calm-dir", default=None, help="default: $CALM_DIR, " + places.format("calm"))
     data_args.add_argument("--keep-failed", action="store_true", help="keep rows whose rewriting failed")
 
     p = sub.add_parser("convert", parents=[data_args], help="items -> SFT / DPO / KTO / RL JSON lines")
@@ -112,7 +143,13 @@ def main(argv=None):
     p.set_defaults(fn=_baselines)
 
     args = parser.parse_args(argv)
-    args.fn(args)
+    try:
+        args.fn(args)
+    except USER_ERRORS as e:
+        # str(e) of an OSError raised by the OS itself reads "[Errno 2] No such file or directory: 'x'": clear enough.
+        print(f"{parser.prog} {args.command}: error: {' '.join(str(e).split())}", file=sys.stderr)
+        return 2
+    return 0
 
 
 if __name__ == "__main__":

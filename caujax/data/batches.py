@@ -11,6 +11,7 @@ import dataclasses
 import io
 import pathlib
 import tempfile
+import warnings
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -103,6 +104,58 @@ def pad_rows(pairs: Sequence[tuple[Ids, Ids]], seq_len: int, pad_id: int, width:
 
 def fitted_length(prompt: Ids, completion: Ids, seq_len: int) -> int:
     return min(len(prompt) + len(completion), seq_len)
+
+
+# --- rows that carry no preference ----------------------------------------------------------------------------------
+def preference_rows(rows: Sequence[tuple[Ids, Ids, Ids]], seq_len: int, source: str) -> list[tuple[Ids, Ids, Ids]]:
+    """The DPO rows (prompt ids, chosen ids, rejected ids) whose two sides differ once fitted to seq_len (`fit`: what
+    the loss reads), in order. A pair whose sides are the same tokens, as given or after truncation, trains nothing:
+    its two rows have the same log-probs whatever the weights, so its margin is 0, its loss ln 2 (sigmoid; a
+    constant for IPO and hinge too) and its gradient 0. Such pairs are dropped with one warning that counts them.
+
+    Raises ValueError naming `source` (data.source) when no pair is left."""
+    kept, same_given, same_cut = [], 0, 0
+    for prompt, chosen, rejected in rows:
+        if chosen == rejected:
+            same_given += 1
+        elif fit(prompt, chosen, seq_len) == fit(prompt, rejected, seq_len):
+            same_cut += 1
+        else:
+            kept.append((prompt, chosen, rejected))
+    what = (f"chosen and rejected completions are the same tokens ({same_given} as given, {same_cut} once cut to "
+            f"data.seq_len={seq_len})")
+    return _kept_or_refused(kept, len(rows), source, "DPO pairs", f"{what}: such a pair carries no preference "
+                            "(loss ln 2, gradient 0); give pairs whose completions differ within data.seq_len tokens")
+
+
+def consistent_kto_rows(rows: Sequence[tuple[Ids, Ids, bool]], seq_len: int, source: str
+                        ) -> list[tuple[Ids, Ids, bool]]:
+    """The KTO rows (prompt ids, completion ids, label) whose fitted (prompt, completion) is not also given with the
+    other label, in order. KTO rows are unpaired, so a row alone always carries signal (its Δ against z0); the one
+    way a KTO set carries no preference is a completion that is both desirable and undesirable for its prompt, e.g.
+    the two sides of a DPO pair made identical by truncation (kto_examples splits pairs). Its two losses then sum
+    to 1 - σ(β(Δ - z0)) + 1 - σ(β(z0 - Δ)) = 1 whatever Δ: no gradient together, and opposite pushes apart.
+    Every copy of such a completion is dropped, with one warning that counts the rows.
+
+    Raises ValueError naming `source` (data.source) when no row is left."""
+    keys = [tuple(map(tuple, fit(prompt, completion, seq_len))) for prompt, completion, _ in rows]
+    labels: dict[tuple, set[bool]] = {}
+    for key, (_, _, label) in zip(keys, rows):
+        labels.setdefault(key, set()).add(bool(label))
+    kept = [row for key, row in zip(keys, rows) if len(labels[key]) == 1]
+    what = (f"completion (as cut to data.seq_len={seq_len}) is given for the same prompt as both desirable and "
+            f"undesirable")
+    return _kept_or_refused(kept, len(rows), source, "KTO rows", f"{what}: they carry no preference")
+
+
+def _kept_or_refused(kept: list, total: int, source: str, rows: str, why: str) -> list:
+    """kept, after one warning counting the dropped rows; ValueError naming `source` when none is kept."""
+    if not kept:
+        raise ValueError(f"data.source={source!r}: none of its {total} {rows} carries a preference; each one's {why}")
+    if len(kept) < total:
+        warnings.warn(f"data.source={source!r}: dropped {total - len(kept)} of {total} {rows} whose {why}",
+                      stacklevel=3)
+    return kept
 
 
 # --- the three batch layouts (losses/common.py) ----------------------------------------------------------------------

@@ -35,7 +35,7 @@ def fetch(url: str, path: pathlib.Path, timeout_s: float = 60.0) -> int:
         head = f.read(64)
     if head.startswith(b"version https://git-lfs"):      # the repo stores some files in LFS; raw URLs give pointers
         tmp.unlink()
-        raise RuntimeError(f"{url} is a Git LFS pointer, not the data; fetch it with git lfs instead")
+        raise ValueError(f"{url} is a Git LFS pointer, not the data; fetch it with git lfs instead")
     tmp.replace(path)
     return size
 

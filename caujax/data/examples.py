@@ -228,14 +228,21 @@ def collate_packed(packs, data_cfg, pad_id: int, kl_group: int) -> dict[str, np.
     return packed_batch(packs, data_cfg.seq_len, pad_id, width)
 
 
-def fixed_source(encode: Callable, collate: Callable) -> Callable:
+def fixed_source(encode: Callable, collate: Callable, keep: Callable | None = None) -> Callable:
     """The batch-source factory of a fixed-data method: (examples, tokenizer, SourceContext, position) ->
     FixedBatches over the encoded rows, each batch padded to its longest row (data.pad_multiple); KTO's mismatched
     pairs rotate within each micro-batch (kl_group rows). With data.packing (SFT), the rows are packed once
-    (data/packing.py) and the batches walk the packs."""
+    (data/packing.py) and the batches walk the packs.
+
+    keep(rows, seq_len, source) -> rows: the method's filter of rows that carry no preference (batches.
+    preference_rows, consistent_kto_rows), run on the token ids as the loss will read them (fitted to seq_len),
+    whatever the source: the one place every DPO/KTO row passes, from a .jsonl file or made from problems. It
+    warns with a count, and refuses the run naming data.source when no row is left."""
     def make(examples, tokenizer, ctx: SourceContext, position: dict | None = None) -> FixedBatches:
         rows = encode(tokenizer, examples)
         pad_id, data_cfg, kl_group = tokenizer.pad_token_id or 0, ctx.cfg.data, ctx.micro_batch_size
+        if keep is not None:
+            rows = keep(rows, data_cfg.seq_len, data_cfg.source)
         join = collate
         if data_cfg.packing:
             from caujax.data.packing import pack
@@ -246,5 +253,5 @@ def fixed_source(encode: Callable, collate: Callable) -> Callable:
 
 
 sft_batches = fixed_source(encode_sft, collate_sft)
-dpo_batches = fixed_source(encode_dpo, collate_dpo)
-kto_batches = fixed_source(encode_kto, collate_kto)
+dpo_batches = fixed_source(encode_dpo, collate_dpo, batches.preference_rows)
+kto_batches = fixed_source(encode_kto, collate_kto, batches.consistent_kto_rows)

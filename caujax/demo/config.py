@@ -28,7 +28,7 @@ class DemoConfig:
     grpo: RunConfig | None = None       # method grpo, LoRA, from the SFT model
     eval_max_new_tokens: int = 256      # greedy replies; a reply cut here is scored as written
     eval_batch_size: int = 32           # prompts per sampler call
-    caugym_items: int = 50              # a slice of CauGym `base`, when the data is present (0 = skip)
+    caugym_items: int = 50              # CauGym `base` items over all types, when the data is found (0 = skip)
 
     def __post_init__(self):
         if self.heldout_items < 1 or self.train_items < 1:

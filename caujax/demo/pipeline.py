@@ -20,10 +20,10 @@ import json
 import os
 import pathlib
 import resource
-import shutil
 import time
 
 from caujax.demo.config import DemoConfig
+from caujax.staged_dir import staged_dir
 
 STAGES = ("data", "base", "eval_base", "sft", "eval_sft", "grpo", "eval_grpo", "report")
 
@@ -113,11 +113,8 @@ class Pipeline:
         if not (cache / "config.json").exists():         # converted once, for every later run
             print(f"converting {source} to safetensors in {cache} (once)", flush=True)
             model, tokenizer = load_pretrained(source)
-            tmp = cache.with_name(cache.name + ".partial")
-            shutil.rmtree(tmp, ignore_errors=True)
-            save_pretrained(model, tokenizer, tmp)
-            shutil.rmtree(cache, ignore_errors=True)
-            tmp.rename(cache)                             # a kill mid-write leaves no half directory behind
+            with staged_dir(cache) as staged:             # a kill mid-write leaves no half directory behind
+                save_pretrained(model, tokenizer, staged)
         return {"model": str(cache)}
 
     def _random_base(self) -> dict:
@@ -223,17 +220,17 @@ class Pipeline:
 
 
 def _caugym_slice(n: int):
-    """The first n CauGym `base` items when the data is found ($CAUGYM_DIR or ../shared/caugym), else None."""
+    """n CauGym `base` items spread over the task types (eval.spread_over_types) when the data is found (where
+    every CLI looks: $CAUGYM_DIR, then shared/caugym beside the repository or the current directory, then
+    data/cache/caugym; data.items.data_root), else None: this slice is optional."""
     if not n:
         return None
     from caujax.data import load_caugym
+    from caujax.data.items import data_root
+    from caujax.eval import spread_over_types
 
-    beside = pathlib.Path(__file__).resolve().parents[2].parent / "shared" / "caugym"
-    where = os.environ.get("CAUGYM_DIR") or (str(beside) if beside.is_dir() else None)
-    if where is None:
-        return None
     try:
-        return load_caugym("base", where)[:n]
+        return spread_over_types(load_caugym("base", data_root(None, "CAUGYM_DIR", "CauGym")), n)
     except (FileNotFoundError, OSError, ValueError) as err:
         print(f"(CauGym base not evaluated: {err})", flush=True)
         return None

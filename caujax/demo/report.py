@@ -21,9 +21,13 @@ def stage_scores(items: list[Item], generations: dict[str, dict]) -> dict:
     strict and paper-rule correctness, format validity (scoring.well_formed), and the always-0 baseline's strict
     correctness on the same items."""
     replies = [generations[it.id]["all_generated_answers"][0] for it in items]
-    per_item = {"strict": [int(scoring.score(r, it.answer, "strict")) for r, it in zip(replies, items)],
+    # A chat template that opened <think> in the prompt: a reply without </think> has no final answer.
+    opened = [bool(generations[it.id].get("prompt_opened_thinking", False)) for it in items]
+    per_item = {"strict": [int(scoring.score(r, it.answer, "strict", opened=o))
+                           for r, it, o in zip(replies, items, opened)],
                 "paper": [int(scoring.score(r, it.answer, "paper")) for r, it in zip(replies, items)],
-                "format_valid": [int(scoring.well_formed(r, it.answer)) for r, it in zip(replies, items)],
+                "format_valid": [int(scoring.well_formed(r, it.answer, opened=o))
+                                 for r, it, o in zip(replies, items, opened)],
                 "always0": [int(scoring.score(always_zero(it), it.answer, "strict")) for it in items]}
     out = {name: sum(v) / len(v) for name, v in per_item.items()}
     return out | {"n": len(items), "per_item": per_item}
@@ -77,7 +81,8 @@ def _plot(root: pathlib.Path, records: dict) -> None:
     fig, axes = plt.subplots(1, len(curves), figsize=(5 * len(curves), 3.3))
     for ax, (run, key) in zip(axes, curves):
         lines = [json.loads(l) for l in (root / run / "metrics.jsonl").read_text().splitlines() if l.strip()]
-        ax.plot([l["step"] for l in lines], [l.get(key) for l in lines], marker="." if len(lines) < 60 else None)
+        points = [(l["step"], l[key]) for l in lines if l.get(key) is not None]     # absent: nothing to average
+        ax.plot(*zip(*points) if points else ([], []), marker="." if len(points) < 60 else None)
         ax.set_title(f"{run}: {key}")
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)

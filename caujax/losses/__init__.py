@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import importlib
 
-_COMMON = ("Aggregation", "Loss", "aggregate", "hidden_logprobs", "logprobs_from_logits", "token_logprobs")
+_COMMON = ("Aggregation", "Loss", "aggregate", "hidden_logprobs", "logprobs_from_logits", "safe_mean",
+           "token_logprobs")
 _MODULES = ("common", "dpo", "grpo", "kto", "params", "ppo", "sft")
 
 

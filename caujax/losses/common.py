@@ -67,6 +67,10 @@ class Loss:
     """Sums, never means, so that micro-batches and hosts combine exactly: the loss is `total / count`.
 
     `metrics` holds sums too; each metric's docstring in the producing loss names its denominator (usually `count`).
+    A metric whose denominator is 0 over the whole batch (KTO's rewards/rejected in a batch of desirable rows only)
+    has no mean: `metric_means` gives NaN for it, and the metrics log omits it from that line (metrics_log.py).
+    Summing (metric, denominator) pairs before dividing is also what averages such a metric over only the
+    micro-batches that have rows for it, each weighted by its own denominator.
     """
 
     total: Array
@@ -76,7 +80,7 @@ class Loss:
     # rewards/chosen over desirable rows. Static: the same for every micro-batch, so it survives lax.scan.
     denominators: tuple[tuple[str, str], ...] = dataclasses.field(default=(), metadata={"static": True})
     # Metrics that are maxima, not sums (RL's max |log π_old - log q|): combined by max over micro-batches and
-    # reported as they are.
+    # reported as they are. A maximum over no element is -inf (the identity of max), reported as NaN.
     maxima: tuple[str, ...] = dataclasses.field(default=(), metadata={"static": True})
 
     @property
@@ -84,17 +88,36 @@ class Loss:
         return self.total / jnp.maximum(self.count, 1.0)
 
     def metric_means(self) -> dict[str, Array]:
-        """Each metric sum over its denominator (`count`, or the one named in `denominators`); the denominator
-        metrics themselves are counts, not reported. Call on sums over the whole global batch."""
+        """Each metric sum over its denominator (`count`, or the one named in `denominators`), NaN where that
+        denominator is 0 (an average over no element is undefined, not 0); maxima as they are, NaN where -inf
+        (none taken). The denominator metrics themselves are counts, not reported. Call on sums over the whole
+        global batch (`combine`). Shapes: scalars in, scalars out; runs under jit (no key is dropped here)."""
         own = dict(self.denominators)
         counts = set(own.values())
-        return {k: v if k in self.maxima else v / jnp.maximum(self.metrics[own[k]] if k in own else self.count, 1.0)
-                for k, v in self.metrics.items() if k not in counts}
+        out = {}
+        for k, v in self.metrics.items():
+            if k in counts:
+                continue
+            if k in self.maxima:
+                out[k] = jnp.where(v > -jnp.inf, v, jnp.nan)        # comparisons with a Python float keep v's dtype
+            else:
+                out[k] = safe_mean(v, self.metrics[own[k]] if k in own else self.count)
+        return out
 
     def combine(self) -> Loss:
         """A Loss stacked over micro-batches [M] -> the global batch's: sums add, `maxima` take the max."""
         metrics = {k: v.max(0) if k in self.maxima else v.sum(0) for k, v in self.metrics.items()}
         return dataclasses.replace(self, total=self.total.sum(0), count=self.count.sum(0), metrics=metrics)
+
+
+def safe_mean(total: Array, count: Array) -> Array:
+    """total / count, or NaN where count is 0: the mean of an empty set is undefined, and a 0 in its place reads as
+    a measured value (a summed log-prob of exactly 0). For metrics only; a loss keeps total / max(count, 1) so that
+    an empty batch contributes 0 and no NaN reaches the gradient."""
+    total, count = jnp.asarray(total), jnp.asarray(count)
+    some = count > 0
+    # The where inside keeps 0/0 out of the computation, so nothing warns or propagates NaN through a gradient.
+    return jnp.where(some, total / jnp.where(some, count, 1), jnp.nan)
 
 
 def aggregate(per_tok_BT: Array, mask_BT: Array, mode: Aggregation, *,

@@ -57,10 +57,12 @@ def rollout_correction(old_BT: Array, q_BT: Array, mask_BT: Array, rollout: Roll
         raise ValueError(f"unknown rollout correction {rollout.correction!r}")
     tok = lambda x_BT: (x_BT * mask_BT).sum()
     on = mask_BT > 0
+    # Maxima start at -inf, the identity of max: a micro-batch without completion tokens then leaves the batch's
+    # maximum alone when micro-batches combine, and a batch without any reports NaN (Loss.metric_means), not 0.
     metrics = {"agreement/logp_gap_mean": tok(gap_BT),
                "agreement/prob_gap_mean": tok(jnp.abs(jnp.exp(old_BT) - jnp.exp(q_BT))),
                "agreement/is_weight_mean": tok(is_weight_BT),
-               "agreement/logp_gap_max": jnp.where(on, gap_BT, 0.0).max(),
-               "agreement/is_weight_max": jnp.where(on, is_weight_BT, 0.0).max(),
+               "agreement/logp_gap_max": jnp.where(on, gap_BT, -jnp.inf).max(),
+               "agreement/is_weight_max": jnp.where(on, is_weight_BT, -jnp.inf).max(),
                "agreement/masked_fraction": corrected}
     return Correction(weight_BT, keep_B1, metrics, by_rows)

@@ -35,7 +35,8 @@ def kto_loss(logp_B: Array, ref_logp_B: Array, label_B: Array, z0: Array, *, bet
     accumulation it must come from every micro-batch of the optimizer step, which `global_fields` sees (the step calls it before the loss).
     Metrics (sums): rewards/chosen and logps/chosen over desirable rows (denominator n_desirable),
     rewards/rejected and logps/rejected over undesirable rows (denominator n_undesirable), kl = z0 * count
-    (denominator `count`, so that it averages back to z0)."""
+    (denominator `count`, so that it averages back to z0). A class with no rows in the global batch has no mean:
+    its two metrics are NaN in `Loss.metric_means` and absent from that metrics line, never 0."""
     desirable_B = label_B.astype(jnp.bool_)
     delta_B = logp_B - ref_logp_B
     loss_d_B = 1.0 - jax.nn.sigmoid(beta * (delta_B - z0))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import operator
 from typing import Literal
 
 Family = Literal["llama", "qwen2", "qwen3", "gemma3"]
@@ -96,7 +97,8 @@ class ModelConfig:
     #                                     False: a Python loop over the same parameters (L compiled blocks; tests)
     max_position: int = 32_768          # only recorded for export; the decoder itself has no position table
     bos_token_id: int | None = None
-    eos_token_ids: tuple[int, ...] = ()
+    eos_token_ids: tuple[int, ...] = ()   # every id that ends a generation: the union of all the checkpoint declares
+    #                                     (stop_ids below; hf_config.declared_ids, gguf_vocab.gguf_stop_ids)
     pad_token_id: int | None = None
 
     def __post_init__(self):
@@ -130,7 +132,27 @@ class ModelConfig:
         return cls(**base)
 
 
-# The flags that make each family what it is; hf.py reads the remaining numbers from config.json.
+def stop_ids(*declared) -> tuple[int, ...]:
+    """The union of end-of-generation ids, sorted: each argument is one declaration (an id, a list of ids, or None
+    for "not declared"), e.g. config.json's eos_token_id, generation_config.json's, the tokenizer's eos_token_id.
+
+    A checkpoint may spread its stop ids over several places (the first Llama-3-Instruct release listed <|eot_id|>
+    only in generation_config.json); decoding must end on any of them, as transformers' generate does with a list
+    eos_token_id. Raises ValueError on an id that is not a non-negative int."""
+    out: set[int] = set()
+    for ids in declared:
+        for i in ([] if ids is None else ids if isinstance(ids, (list, tuple, set, frozenset)) else [ids]):
+            try:                            # ints of any kind (numpy's from GGUF metadata), never bools or floats
+                token = None if isinstance(i, bool) else operator.index(i)
+            except TypeError:
+                token = None
+            if token is None or token < 0:
+                raise ValueError(f"end-of-generation id {i!r} is not a token id (declared as {ids!r})")
+            out.add(token)
+    return tuple(sorted(out))
+
+
+# The flags that make each family what it is; hf_config.py reads the remaining numbers from config.json.
 FAMILY_FLAGS: dict[str, dict] = {
     "llama": dict(activation="silu", norm_eps=1e-5),
     "qwen2": dict(activation="silu", qkv_bias=True),

@@ -13,6 +13,7 @@ import pathlib
 import numpy as np
 
 from caujax.models.config import ModelConfig, RopeScaling
+from caujax.models.gguf_vocab import gguf_stop_ids, tokenizer_from_gguf
 from caujax.models.hf import CheckpointError, config_from_hf, load_weights
 from caujax.models.tensors import tensor_table
 from caujax.sharding import variable_sharder
@@ -36,27 +37,6 @@ _BLOCK_GGUF = {arch: {hf: g for g, hf in {**_BLOCK, **_BLOCK_NORMS.get(arch, _BL
                for arch in SUPPORTED_ARCHS}
 # Tensors llama.cpp precomputes that the decoder derives from the config (checked against it in _rope_parameters).
 _DERIVED = {"rope_freqs.weight"}
-
-# Gemma's chat format (Gemma 3 model card): a system prompt is folded into the first user turn, the assistant role
-# is called "model", every turn ends with <end_of_turn>. The GGUF usually carries no template, so this is the
-# fallback for gemma3 files; a template in the file wins.
-_GEMMA_CHAT_TEMPLATE = r"""{{ bos_token }}
-{%- if messages and messages[0]['role'] == 'system' -%}
-  {%- set prefix = messages[0]['content'] ~ '\n\n' -%}
-  {%- set turns = messages[1:] -%}
-{%- else -%}
-  {%- set prefix = '' -%}
-  {%- set turns = messages -%}
-{%- endif -%}
-{%- for m in turns -%}
-  {%- if (m['role'] == 'user') != (loop.index0 % 2 == 0) -%}
-    {{ raise_exception('Gemma chats must alternate user/assistant turns, starting with the user') }}
-  {%- endif -%}
-  {{ '<start_of_turn>' ~ ('model' if m['role'] == 'assistant' else m['role']) ~ '\n'
-     ~ (prefix if loop.first else '') ~ (m['content'] | trim) ~ '<end_of_turn>\n' }}
-{%- endfor -%}
-{%- if add_generation_prompt -%}{{ '<start_of_turn>model\n' }}{%- endif -%}"""
-
 
 @functools.cache
 def gemma3_270m_path() -> pathlib.Path:
@@ -109,12 +89,14 @@ def load_gguf(path, dtype: str | None = None, mesh=None, rules=None):
     index = _tensor_index(f, cfg)
     shardings = variable_sharder(mesh, rules)
     model = load_weights(cfg, lambda name: _dequantize(f, index[name], name, cfg), set(index), f.source, shardings)
-    return model, _tokenizer_from_gguf(f)
+    return model, tokenizer_from_gguf(f)
 
 
 def _config_from_gguf(f: _File, dtype: str | None = None) -> ModelConfig:
     """ModelConfig from the metadata, through the transformers config it describes (so hf.config_from_hf is the one
-    place that maps transformers configs to ours)."""
+    place that maps transformers configs to ours). eos_token_ids: every end-of-generation id llama.cpp stops on
+    (gguf_vocab.gguf_stop_ids). Raises CheckpointError, naming the file and keys, where the metadata contradicts
+    itself or the tensors (key vs value head size; vocabulary size vs token list vs token_embd rows)."""
     import transformers
 
     arch = f.meta("general.architecture")
@@ -126,16 +108,29 @@ def _config_from_gguf(f: _File, dtype: str | None = None) -> ModelConfig:
             raise CheckpointError(f"{f.source}: per-layer head_count_kv {sorted(set(K))} is not supported")
         K = K[0]
     H = m("attention.key_length", D // N)
+    if m("attention.value_length", H) != H:      # the decoder has one head size for keys and values
+        raise CheckpointError(f"{f.source}: {arch}.attention.value_length {m('attention.value_length')} differs from "
+                              f"key_length {H}; the decoder needs one head size")
     names = {t.name for t in f.reader.tensors}
     if "token_embd.weight" not in names:
         raise CheckpointError(f"{f.source}: missing tensor token_embd.weight")
     token_embd = next(t for t in f.reader.tensors if t.name == "token_embd.weight")
-    eos = f.meta("tokenizer.ggml.eos_token_id", None)
-    hf = dict(vocab_size=int(token_embd.shape[1]), hidden_size=D, intermediate_size=m("feed_forward_length"),
+    V = int(token_embd.shape[1])
+    # Three statements of the vocabulary size must agree; llama.cpp refuses the file otherwise (its token_embd is
+    # created with one row per listed token). Taking the tensor's and ignoring the rest would embed token ids past
+    # the table (jax clamps them) or never produce listed ones.
+    tokens = f.reader.fields.get("tokenizer.ggml.tokens")
+    listed = len(tokens.data) if tokens is not None else V     # the count without decoding 262k strings; no list:
+    #                                                            nothing to contradict
+    for key, n in ((f"{arch}.vocab_size", m("vocab_size", V)), ("tokenizer.ggml.tokens", listed)):
+        if n != V:
+            raise CheckpointError(f"{f.source}: {key} says {n} tokens but token_embd.weight has {V} rows")
+    stops = gguf_stop_ids(f)
+    hf = dict(vocab_size=V, hidden_size=D, intermediate_size=m("feed_forward_length"),
               num_hidden_layers=L, num_attention_heads=N, num_key_value_heads=K, head_dim=H,
               rms_norm_eps=_decimal(m("attention.layer_norm_rms_epsilon")), max_position_embeddings=m("context_length"),
               tie_word_embeddings="output.weight" not in names,   # llama.cpp writes output.weight only when untied
-              bos_token_id=f.meta("tokenizer.ggml.bos_token_id", None), eos_token_id=eos,
+              bos_token_id=f.meta("tokenizer.ggml.bos_token_id", None), eos_token_id=list(stops) or None,
               pad_token_id=f.meta("tokenizer.ggml.padding_token_id", None))
     rope = _rope_parameters(f, arch, H)
     if arch == "gemma3":
@@ -155,13 +150,9 @@ def _config_from_gguf(f: _File, dtype: str | None = None) -> ModelConfig:
                                                                                "rope_theta": 10_000.0}}
         hf.update(sliding_window=m("attention.sliding_window"), hidden_activation="gelu_pytorch_tanh",
                   final_logit_softcapping=None, attn_logit_softcapping=None)
-        # Gemma's generation config stops on <eos> and <end_of_turn> (llama.cpp does too); the file names only <eos>.
-        tokens = f.meta("tokenizer.ggml.tokens", [])
-        if eos is not None and "<end_of_turn>" in tokens:
-            hf["eos_token_id"] = [eos, tokens.index("<end_of_turn>")]
     else:
         hf.update(hidden_act="silu", rope_parameters=rope)
-    return config_from_hf(transformers.AutoConfig.for_model(SUPPORTED_ARCHS[arch], **hf), dtype)
+    return config_from_hf(transformers.AutoConfig.for_model(SUPPORTED_ARCHS[arch], **hf), dtype, source=f.source)
 
 
 def _decimal(x: float) -> float:
@@ -246,35 +237,6 @@ def _dequantize(f: _File, tensor, hf_name: str, cfg: ModelConfig) -> np.ndarray:
     return w
 
 
-# The class AutoTokenizer picks for each model_type (TokenizersBackend when it has none, as for llama).
-_TOKENIZER_CLASS = {"gemma3": "GemmaTokenizer", "llama": "TokenizersBackend", "qwen2": "Qwen2Tokenizer",
-                    "qwen3": "Qwen2Tokenizer"}
-
-
 def load_gguf_tokenizer(path):
     """Only the tokenizer of a `.gguf` file (no tensors dequantized)."""
-    return _tokenizer_from_gguf(_open(pathlib.Path(path)))
-
-
-def _tokenizer_from_gguf(f: _File):
-    """The tokenizer the metadata describes, built by transformers' GGUF converter, with a chat template."""
-    import transformers
-    from transformers.integrations.gguf.gguf_tokenizer_mapping import GGUF_TOKENIZER_MAPPING, convert_gguf_tokenizer
-
-    arch = f.meta("general.architecture")
-    groups = {group: {name: f.meta(f"tokenizer.{key}") for key, name in keys.items()
-                      if f"tokenizer.{key}" in f.reader.fields}
-              for group, keys in GGUF_TOKENIZER_MAPPING.items()}
-    vocab, options = groups["tokenizer"], groups["tokenizer_config"]
-    if "tokens" not in vocab:
-        raise CheckpointError(f"{f.source}: GGUF metadata has no tokenizer (tokenizer.ggml.tokens)")
-    if vocab.get("tokenizer_type") == "llama":
-        options.setdefault("add_bos_token", True)    # llama.cpp adds BOS to a sentencepiece vocabulary by default
-    for name in ("bos", "eos", "unk", "pad"):
-        token_id = vocab.get(f"{name}_token_id")
-        options[f"{name}_token"] = vocab["tokens"][token_id] if token_id is not None else None
-    backend, extra = convert_gguf_tokenizer(arch, vocab)
-    options.update(extra)
-    if arch == "gemma3":
-        options.setdefault("chat_template", _GEMMA_CHAT_TEMPLATE)
-    return getattr(transformers, _TOKENIZER_CLASS[arch])(tokenizer_object=backend, **options)
+    return tokenizer_from_gguf(_open(pathlib.Path(path)))

@@ -1,5 +1,7 @@
-"""Hugging Face checkpoints in and out: config.json <-> ModelConfig, safetensors <-> decoder parameters.
+"""Hugging Face checkpoints in and out: safetensors <-> decoder parameters (config.json is hf_config.py's).
 
+Where a checkpoint contradicts itself (a tied config with a different stored head, two weight sources) the loader
+does what transformers 5.24 does and says so, or refuses naming the tensor and file; it never picks silently.
 Loading streams one tensor at a time from the (possibly sharded) safetensors files straight onto its device
 sharding, so the host never holds a second full copy of the model.
 """
@@ -7,6 +9,7 @@ from __future__ import annotations
 
 import json
 import pathlib
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -15,131 +18,47 @@ from flax import nnx
 from safetensors import safe_open
 from safetensors.numpy import save_file
 
-from caujax.models.config import FAMILY_FLAGS, ModelConfig, RopeScaling
+from caujax.models.config import ModelConfig
 from caujax.models.decoder import Decoder
+# config.json <-> ModelConfig lives in hf_config.py; its names stay importable from here.
+from caujax.models.hf_config import (ARCHITECTURES, SUPPORTED, CheckpointError, config_from_hf,  # noqa: F401
+                                     config_to_hf, declared_ids, generation_config_to_hf)
 from caujax.models.tensors import TensorSpec, hf_shape, tensor_table
 from caujax.sharding import fetch_global, variable_sharder
 
-SUPPORTED = {"llama": "llama", "qwen2": "qwen2", "qwen3": "qwen3", "gemma3_text": "gemma3", "gemma3": "gemma3"}
-ARCHITECTURES = {"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM", "qwen3": "Qwen3ForCausalLM",
-                 "gemma3": "Gemma3ForCausalLM"}
 # Tensors some checkpoints carry that the decoder recomputes or does not use.
 _IGNORED_SUFFIXES = ("rotary_emb.inv_freq",)
 
 
-class CheckpointError(ValueError):
-    """A checkpoint that does not fit the decoder; the message names the file and tensor."""
-
-
-def config_from_hf(hf, dtype: str | None = None) -> ModelConfig:
-    """ModelConfig from a transformers config object (v5: RoPE lives in `rope_parameters`)."""
-    model_type = hf.model_type
-    if model_type not in SUPPORTED:
-        raise CheckpointError(f"unsupported model_type {model_type!r}; supported: {sorted(SUPPORTED)}")
-    if model_type == "gemma3":            # multimodal wrapper: the decoder is its text model
-        hf = hf.get_text_config()
-    family = SUPPORTED[model_type]
-    act = getattr(hf, "hidden_activation", None) or getattr(hf, "hidden_act", None)
-    expected_act = "gelu_pytorch_tanh" if family == "gemma3" else "silu"
-    if act != expected_act:
-        raise CheckpointError(f"{model_type}: activation {act!r} is not supported (expected {expected_act!r})")
-    for flag in ("attention_bias", "mlp_bias"):
-        if getattr(hf, flag, False) and family != "qwen2":
-            raise CheckpointError(f"{model_type}: {flag}=True is not supported by the decoder")
-    rope = hf.rope_parameters or {}
-    global_rope = rope.get("full_attention", rope)
-    local_rope = rope.get("sliding_attention", global_rope)
-    layer_types = tuple("local" if t == "sliding_attention" else "global" for t in (getattr(hf, "layer_types", None) or ()))
-    eos = hf.eos_token_id
-    fields = dict(FAMILY_FLAGS[family])
-    fields.update(
-        family=family, vocab_size=hf.vocab_size, embed_dim=hf.hidden_size, num_layers=hf.num_hidden_layers,
-        num_heads=hf.num_attention_heads, num_kv_heads=hf.num_key_value_heads,
-        head_dim=getattr(hf, "head_dim", None) or hf.hidden_size // hf.num_attention_heads,
-        mlp_dim=hf.intermediate_size, norm_eps=hf.rms_norm_eps, tie_embeddings=bool(hf.tie_word_embeddings),
-        rope_theta=float(global_rope.get("rope_theta", 10_000.0)), rope_scaling=_rope_scaling(global_rope),
-        rope_local_theta=float(local_rope.get("rope_theta", global_rope.get("rope_theta", 10_000.0))),
-        layer_types=layer_types if "local" in layer_types else (),
-        sliding_window=getattr(hf, "sliding_window", None) if "local" in layer_types else None,
-        max_position=hf.max_position_embeddings, bos_token_id=hf.bos_token_id, pad_token_id=hf.pad_token_id,
-        eos_token_ids=tuple(eos if isinstance(eos, list) else ([] if eos is None else [eos])),
-        param_dtype=dtype or "float32", compute_dtype=dtype or "float32",
-    )
-    if family == "gemma3":
-        fields.update(query_pre_attn_scalar=float(hf.query_pre_attn_scalar),
-                      final_logit_softcap=hf.final_logit_softcapping, attn_logit_softcap=hf.attn_logit_softcapping)
-    return ModelConfig(**fields)
-
-
-def _rope_scaling(rope: dict) -> RopeScaling | None:
-    kind = rope.get("rope_type", "default")
-    if kind == "default":
-        return None
-    if kind == "linear":
-        return RopeScaling("linear", float(rope["factor"]))
-    if kind == "llama3":
-        return RopeScaling("llama3", float(rope["factor"]), float(rope["low_freq_factor"]),
-                           float(rope["high_freq_factor"]), int(rope["original_max_position_embeddings"]))
-    raise CheckpointError(f"rope_type {kind!r} is not supported (supported: default, linear, llama3)")
-
-
-def config_to_hf(cfg: ModelConfig):
-    """The transformers config object that describes the same model (for export)."""
-    import transformers
-
-    def rope(theta, scaling):
-        params = {"rope_type": "default", "rope_theta": theta}
-        if scaling is not None and scaling.kind == "linear":
-            params.update(rope_type="linear", factor=scaling.factor)
-        elif scaling is not None:
-            params.update(rope_type="llama3", factor=scaling.factor, low_freq_factor=scaling.low_freq_factor,
-                          high_freq_factor=scaling.high_freq_factor,
-                          original_max_position_embeddings=scaling.original_max_position)
-        return params
-
-    common = dict(vocab_size=cfg.vocab_size, hidden_size=cfg.embed_dim, intermediate_size=cfg.mlp_dim,
-                  num_hidden_layers=cfg.num_layers, num_attention_heads=cfg.num_heads,
-                  num_key_value_heads=cfg.num_kv_heads, head_dim=cfg.head_dim, rms_norm_eps=cfg.norm_eps,
-                  tie_word_embeddings=cfg.tie_embeddings, max_position_embeddings=cfg.max_position,
-                  bos_token_id=cfg.bos_token_id, pad_token_id=cfg.pad_token_id,
-                  eos_token_id=(list(cfg.eos_token_ids) if len(cfg.eos_token_ids) > 1 else
-                                (cfg.eos_token_ids[0] if cfg.eos_token_ids else None)),
-                  architectures=[ARCHITECTURES[cfg.family]], dtype=cfg.param_dtype)
-    layer_types = [("sliding_attention" if cfg.layer_type(i) == "local" else "full_attention")
-                   for i in range(cfg.num_layers)]
-    if cfg.family == "gemma3":
-        return transformers.Gemma3TextConfig(
-            **common, query_pre_attn_scalar=_int_if_whole(cfg.query_pre_attn_scalar), sliding_window=cfg.sliding_window,
-            layer_types=layer_types, final_logit_softcapping=cfg.final_logit_softcap,
-            attn_logit_softcapping=cfg.attn_logit_softcap,
-            rope_parameters={"full_attention": rope(cfg.rope_theta, cfg.rope_scaling),
-                             "sliding_attention": rope(cfg.rope_local_theta or cfg.rope_theta, None)})
-    cls = {"llama": transformers.LlamaConfig, "qwen2": transformers.Qwen2Config,
-           "qwen3": transformers.Qwen3Config}[cfg.family]
-    extra = {"hidden_act": "silu", "rope_parameters": rope(cfg.rope_theta, cfg.rope_scaling)}
-    if cfg.family != "llama" and cfg.sliding_window:
-        extra.update(use_sliding_window=True, sliding_window=cfg.sliding_window, layer_types=layer_types)
-    return cls(**common, **extra)
-
-
-def _int_if_whole(x):
-    """transformers' strict config fields want an int for Gemma's query_pre_attn_scalar (256, not 256.0)."""
-    return int(x) if x is not None and float(x).is_integer() else x
-
-
 def _tensor_index(path: pathlib.Path) -> dict[str, pathlib.Path]:
-    """tensor name -> safetensors file, from model.safetensors.index.json or the single/all shard files."""
-    index = path / "model.safetensors.index.json"
-    if index.exists():
-        weight_map = json.loads(index.read_text())["weight_map"]
+    """tensor name -> safetensors file. As transformers 5.24 (modeling_utils._get_resolved_checkpoint_files):
+    model.safetensors if present, else model.safetensors.index.json; with neither, every *.safetensors file.
+    Raises CheckpointError when there are no weights, or two files of the last kind hold the same tensor."""
+    single, index = path / "model.safetensors", path / "model.safetensors.index.json"
+    if single.exists():
+        if index.exists():
+            warnings.warn(f"{path}: holds both model.safetensors and model.safetensors.index.json; reading "
+                          "model.safetensors, as transformers does (the index and its shards are ignored)",
+                          stacklevel=4)
+        files = [single]
+    elif index.exists():
+        try:
+            weight_map = json.loads(index.read_text())["weight_map"]
+        except (ValueError, KeyError) as err:
+            raise CheckpointError(f"{index}: no readable weight_map ({err!r})") from err
         return {name: path / fname for name, fname in weight_map.items()}
-    files = sorted(path.glob("*.safetensors"))
+    else:
+        files = sorted(path.glob("*.safetensors"))
     if not files:
         raise CheckpointError(f"{path}: no *.safetensors files and no model.safetensors.index.json")
-    out = {}
+    out: dict[str, pathlib.Path] = {}
     for f in files:
         with safe_open(f, "numpy") as handle:
-            out.update({name: f for name in handle.keys()})
+            for name in handle.keys():
+                if name in out:       # no index to say which copy is meant
+                    raise CheckpointError(f"{path}: tensor {name} is stored in both {out[name].name} and {f.name} "
+                                          "and no model.safetensors.index.json says which to use")
+                out[name] = f
     return out
 
 
@@ -151,15 +70,24 @@ def _prefix(names) -> str:
     return "model."
 
 
-def load_weights(model_cfg: ModelConfig, fetch, names, source: str, shardings=None):
-    """Build a Decoder from a tensor source: `fetch(name) -> np.ndarray` in HF layout, `names` all it holds.
-    Every table entry must be present with its HF shape; nothing the table does not know may be left over."""
-    specs = tensor_table(model_cfg, _prefix(names))
+def load_weights(model_cfg: ModelConfig, fetch, names, source: str, shardings=None, locate=None):
+    """Build a Decoder from a tensor source: `fetch(name) -> np.ndarray` in HF layout, `names` all it holds,
+    `locate(name) -> str` the file that holds a tensor (default: `source`), for messages.
+
+    Every table entry must be present with its HF shape; nothing the table does not know may be left over
+    (CheckpointError naming the tensors). A config that ties the head to the embedding while the checkpoint also
+    stores a different lm_head.weight is untied with a warning (_stored_head); the returned model's cfg says so."""
+    locate = locate or (lambda name: source)
+    prefix = _prefix(names)
+    if model_cfg.tie_embeddings and "lm_head.weight" in names:
+        model_cfg = _stored_head(model_cfg, fetch, f"{prefix}embed_tokens.weight", locate)
+    specs = tensor_table(model_cfg, prefix)
     wanted = {s.hf_name for s in specs}
     missing = [n for n in wanted if n not in names]
     if missing:
         raise CheckpointError(f"{source}: missing tensor(s) {sorted(missing)[:5]}"
                               f"{' ...' if len(missing) > 5 else ''} ({len(missing)} missing)")
+    # Left in `names` only when tied and equal to the embedding (_stored_head): the same tensor twice.
     tolerated = {"lm_head.weight"} if model_cfg.tie_embeddings else set()
     extra = [n for n in names if n not in wanted and n not in tolerated and not n.endswith(_IGNORED_SUFFIXES)
              and "vision_tower" not in n and "multi_modal_projector" not in n]
@@ -176,14 +104,30 @@ def load_weights(model_cfg: ModelConfig, fetch, names, source: str, shardings=No
     for path, group in by_path.items():
         var = flat[path]
         if group[0].layer is None:
-            value = _convert(group[0], fetch(group[0].hf_name), dtype, source)
+            value = _convert(group[0], fetch(group[0].hf_name), dtype, locate(group[0].hf_name))
         else:
             value = np.empty(var.shape, dtype)
             for spec in group:
-                value[spec.layer] = _convert(spec, fetch(spec.hf_name), dtype, source)
+                value[spec.layer] = _convert(spec, fetch(spec.hf_name), dtype, locate(spec.hf_name))
         sharding = None if shardings is None else shardings(var)
         flat[path] = var.replace(jax.device_put(value, sharding) if sharding is not None else jnp.asarray(value))
     return nnx.merge(graphdef, nnx.from_flat_state(flat))
+
+
+def _stored_head(cfg: ModelConfig, fetch, embed_name: str, locate) -> ModelConfig:
+    """The config for a checkpoint whose config ties the output head to the embedding but which also stores
+    lm_head.weight. As transformers 5.24 (PreTrainedModel.tie_weights during from_pretrained): equal to the
+    embedding bit for bit (torch.equal), it is the same tensor and stays tied; different, the stored head is used
+    and the model untied, with a warning naming the tensor and its file. Costs one extra read of both tensors."""
+    head, embed = fetch("lm_head.weight"), fetch(embed_name)
+    if head.shape == embed.shape and np.array_equal(head, embed):
+        return cfg
+    diff = (f"max |lm_head - embedding| = {np.abs(head.astype(np.float32) - embed.astype(np.float32)).max():.3g}"
+            if head.shape == embed.shape else f"shape {tuple(head.shape)} vs {tuple(embed.shape)}")
+    warnings.warn(f"{locate('lm_head.weight')}: stores lm_head.weight, which differs from {embed_name} ({diff}), "
+                  "although the config says tie_word_embeddings=true; using the stored head and untying the model, "
+                  "as transformers does (export writes tie_word_embeddings=false)", stacklevel=4)
+    return cfg.replace(tie_embeddings=False)
 
 
 def _convert(spec: TensorSpec, array: np.ndarray, dtype, source: str) -> np.ndarray:
@@ -195,17 +139,22 @@ def _convert(spec: TensorSpec, array: np.ndarray, dtype, source: str) -> np.ndar
 
 
 def load_hf_dir(path, dtype: str | None = None, mesh=None, rules=None):
-    """(model, tokenizer) from a Hugging Face directory; with `mesh`, tensors land directly in their shardings."""
+    """(model, tokenizer) from a Hugging Face directory; with `mesh`, tensors land directly in their shardings.
+    The model's token ids are every declaration of the directory (hf_config.declared_ids): config.json,
+    generation_config.json and the tokenizer; its eos_token_ids their union."""
     import transformers
 
     path = pathlib.Path(path)
-    if not (path / "config.json").exists():
+    config_json = path / "config.json"
+    if not config_json.exists():
         raise CheckpointError(f"{path}: no config.json (expected a Hugging Face checkpoint directory)")
-    model_type = json.loads((path / "config.json").read_text()).get("model_type")
+    model_type = json.loads(config_json.read_text()).get("model_type")
     if model_type not in SUPPORTED:
-        raise CheckpointError(f"{path}/config.json: unsupported model_type {model_type!r}; "
+        raise CheckpointError(f"{config_json}: unsupported model_type {model_type!r}; "
                               f"supported: {sorted(SUPPORTED)}")
-    cfg = config_from_hf(transformers.AutoConfig.from_pretrained(path), dtype)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(path) if _has_tokenizer(path) else None
+    cfg = config_from_hf(transformers.AutoConfig.from_pretrained(path), dtype, source=str(config_json))
+    cfg = declared_ids(cfg, path, tokenizer)
     index = _tensor_index(path)
     handles: dict[pathlib.Path, object] = {}
 
@@ -215,8 +164,8 @@ def load_hf_dir(path, dtype: str | None = None, mesh=None, rules=None):
             handles[f] = safe_open(f, "numpy")
         return handles[f].get_tensor(name)
 
-    model = load_weights(cfg, fetch, set(index), str(path), variable_sharder(mesh, rules))
-    tokenizer = transformers.AutoTokenizer.from_pretrained(path) if _has_tokenizer(path) else None
+    model = load_weights(cfg, fetch, set(index), str(path), variable_sharder(mesh, rules),
+                         locate=lambda name: str(index[name]))
     return model, tokenizer
 
 
@@ -229,7 +178,9 @@ _layer_slice = jax.jit(lambda x, i: jax.lax.dynamic_index_in_dim(x, i, keepdims=
 
 
 def save_pretrained(model: Decoder, tokenizer, path, max_shard_bytes: int = 4 << 30) -> None:
-    """Write config.json, safetensors (sharded with an index past max_shard_bytes) and the tokenizer."""
+    """Write config.json, generation_config.json (every stop id, hf_config.generation_config_to_hf), safetensors
+    (sharded with an index past max_shard_bytes) and the tokenizer. Weights of an earlier export there are replaced:
+    a stale index or shard would be a second, contradicting weight source."""
     path = pathlib.Path(path)
     cfg = model.cfg
     if cfg.lora is not None:        # the table below has no place for adapters: they would be dropped silently
@@ -244,6 +195,7 @@ def save_pretrained(model: Decoder, tokenizer, path, max_shard_bytes: int = 4 <<
         flat = {k: nnx.Param(v) for k, v in gathered.items()}
     path.mkdir(parents=True, exist_ok=True)
     config_to_hf(cfg).save_pretrained(path)
+    generation_config_to_hf(cfg).save_pretrained(path)
     shards: list[dict[str, np.ndarray]] = [{}]
     size = 0
     for spec in tensor_table(cfg):
@@ -256,8 +208,8 @@ def save_pretrained(model: Decoder, tokenizer, path, max_shard_bytes: int = 4 <<
             size = 0
         shards[-1][spec.hf_name] = array
         size += array.nbytes
-    for old in path.glob("*.safetensors"):
-        old.unlink()
+    for old in [*path.glob("*.safetensors"), path / "model.safetensors.index.json"]:
+        old.unlink(missing_ok=True)
     if len(shards) == 1:
         save_file(shards[0], path / "model.safetensors", metadata={"format": "pt"})
     else:

@@ -8,7 +8,6 @@ input and output axes flattened in the order the HF weight flattens them (models
 from __future__ import annotations
 
 import pathlib
-import shutil
 
 import jax
 import numpy as np
@@ -17,6 +16,7 @@ from safetensors.numpy import save_file
 
 from caujax.models.config import TARGETS
 from caujax.sharding import fetch_global
+from caujax.staged_dir import staged_dir
 
 
 def adapter_tensors(model) -> dict[str, np.ndarray]:
@@ -52,17 +52,13 @@ def save_adapter(model, path, base: str | None = None, extra_files: dict[str, st
     if jax.process_index() != 0:
         return
     lo, path = model.cfg.lora, pathlib.Path(path)
-    # Written beside the target and renamed into place, so a kill mid-write never leaves a directory that looks done.
-    partial = path.with_name(path.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
     config = peft.LoraConfig(r=lo.rank, lora_alpha=lo.alpha if lo.alpha is not None else lo.rank,
                              lora_dropout=lo.dropout, bias="none", task_type="CAUSAL_LM",
                              target_modules=sorted(TARGETS[t].split(".")[-1] for t in lo.targets),
                              base_model_name_or_path=base)
-    config.save_pretrained(partial)
-    save_file(tensors, partial / "adapter_model.safetensors", metadata={"format": "pt"})
-    for name, value in (extra_files or {}).items():
-        (partial / name).write_text(value)
-    shutil.rmtree(path, ignore_errors=True)
-    partial.rename(path)
+    with staged_dir(path) as staged:
+        staged.mkdir(parents=True)
+        config.save_pretrained(staged)
+        save_file(tensors, staged / "adapter_model.safetensors", metadata={"format": "pt"})
+        for name, value in (extra_files or {}).items():
+            (staged / name).write_text(value)

@@ -5,6 +5,11 @@ A reward function is a plain function `(prompts, completions, items) -> sequence
 None for "does not apply to this row"; it becomes NaN here. Rewards are summed with `rollout.reward_weights`
 (1.0 each by default; the GRPO/PPO presets pass (1.0, 0.1) for ("causal", "format"), which ranks answers as
 `caujax.scoring.reward` does: correct 1.1, wrong but well formed 0.1, else 0).
+
+Per-row facts of the sampler that the texts alone do not show reach a function only when it asks for them by a
+keyword parameter of that name (or takes **kwargs, as TRL reward functions do): `opened[i]`, the chat template
+opened `<think>` in prompt i so completion i starts inside its thinking (scoring.prompt_opens_thinking), and
+`truncated[i]`, completion i was cut at max_completion_length rather than ended by EOS.
 """
 from __future__ import annotations
 
@@ -38,17 +43,24 @@ class RewardError(ValueError):
 
 
 # ---- built-ins: per-text rules on top of caujax.scoring; none of them raises on any completion text ----------------
-def causal_reward(prompts: list[str], completions: list[str], items: list[Item]) -> list[float]:
+def causal_reward(prompts: list[str], completions: list[str], items: list[Item], *,
+                  opened: Sequence[bool] | None = None) -> list[float]:
     """1.0 when the completion is correct under the strict rule (`scoring.score(..., "strict")`: the last answer JSON
     after `</think>` within 0.0005 of the truth; LACK_CONDITION items need LACK_CONDITION and no numeric PROB), else
-    0.0."""
-    return [float(scoring.score(text, item.answer, "strict")) for text, item in zip(completions, items)]
+    0.0; also 0.0 when its thinking is open at the end (cut mid-thought; `opened`: see the module docstring)."""
+    opened = [False] * len(completions) if opened is None else opened
+    return [float(scoring.score(text, item.answer, "strict", opened=bool(o)))
+            for text, item, o in zip(completions, items, opened, strict=True)]
 
 
-def format_reward(prompts: list[str], completions: list[str], items: list[Item]) -> list[float]:
+def format_reward(prompts: list[str], completions: list[str], items: list[Item], *,
+                  opened: Sequence[bool] | None = None) -> list[float]:
     """1.0 when the final answer is well formed for the item (`scoring.well_formed`: LACK_CONDITION, a finite PROB,
-    or Yes/No for Yes/No items), right or wrong, else 0.0. Presets weight it 0.1."""
-    return [float(scoring.well_formed(text, item.answer)) for text, item in zip(completions, items)]
+    or Yes/No for Yes/No items), right or wrong, else 0.0 (and 0.0 with no final answer: thinking open at the end).
+    Presets weight it 0.1."""
+    opened = [False] * len(completions) if opened is None else opened
+    return [float(scoring.well_formed(text, item.answer, opened=bool(o)))
+            for text, item, o in zip(completions, items, opened, strict=True)]
 
 
 @functools.lru_cache(maxsize=65536)
@@ -129,6 +141,18 @@ def overlong_penalty(lengths_R, max_completion_length: int, buffer: int, factor:
 
 
 # ---- the weighted set -----------------------------------------------------------------------------------------------
+def _asked_for(fn: RewardFn, extras: dict[str, list[bool]]) -> dict[str, list[bool]]:
+    """The per-row extras `fn` declares by name (all of them for a **kwargs function): a plain 3-argument
+    function is called as before."""
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):          # a builtin or C callable without a signature: the 3 arguments only
+        return {}
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return dict(extras)
+    return {k: v for k, v in extras.items() if k in params}
+
+
 def _first_row(prompts, completions, items) -> str:
     if not completions:
         return "empty batch"
@@ -217,7 +241,7 @@ class RewardSet:
                    params.max_completion_length, params.overlong_buffer, params.overlong_penalty)
 
     def __call__(self, prompts: list[str], completions: list[str], items: list[Item], lengths=None,
-                 truncated=None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+                 truncated=None, opened=None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """Rewards of R completions: (total_R, terms), float64.
 
         terms[name] is function `name`'s raw (unweighted) reward [R], NaN where it does not apply; total_R is the
@@ -225,14 +249,27 @@ class RewardSet:
         NaN for a row where no function applies, so that it can never pass for a real 0. With overlong_buffer > 0,
         lengths [R] (completion tokens, EOS included) are required and terms["overlong"] = overlong_penalty(...) is
         added; truncated [R] (bool: cut at L_max without EOS) forces the full -factor penalty on those rows, the
-        value a length over L_max gets, whatever length was recorded for them."""
+        value a length over L_max gets, whatever length was recorded for them.
+
+        truncated [R] and opened [R] (bool: the prompt opened `<think>`, scoring.prompt_opens_thinking) also reach
+        every function that asks for them by name (module docstring), so that a completion cut mid-thought, with or
+        without a `<think>` tag of its own, scores as having no final answer."""
         n = len(completions)
         if len(prompts) != n or len(items) != n:
             raise ValueError(f"{len(prompts)} prompts, {n} completions and {len(items)} items: need one each per row")
+        extras = {}
+        for key, value in (("truncated", truncated), ("opened", opened)):
+            if value is not None:
+                flags = [bool(v) for v in np.asarray(value, dtype=bool).reshape(-1)]
+                if len(flags) != n:
+                    raise ValueError(f"{key} has {len(flags)} rows, expected {n}")
+                extras[key] = flags
         terms: dict[str, np.ndarray] = {}
         for name, fn, source in zip(self.names, self.functions, self.sources):
             try:
-                out = fn(list(prompts), list(completions), list(items))
+                # Each function gets its own copy of the lists: one that edits them in place cannot reach the next.
+                out = fn(list(prompts), list(completions), list(items),
+                         **{k: list(v) for k, v in _asked_for(fn, extras).items()})
             except Exception as e:
                 raise RewardError(f"reward {name!r} ({source}) raised {type(e).__name__}: {e} on a batch of {n} "
                                   f"completions ({_first_row(prompts, completions, items)})") from e

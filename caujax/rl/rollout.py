@@ -26,6 +26,7 @@ import jax
 import numpy as np
 from flax import nnx
 
+from caujax import scoring
 from caujax.data import batches as fixed
 from caujax.data.examples import RLExample, SourceContext
 from caujax.metrics_log import truncate
@@ -60,6 +61,9 @@ class RolloutSource:
         _check_schedule(cfg, method, self.rows, self.G, self.steps_per_rollout)
         self.seq_len = ro.max_prompt_length + ro.max_completion_length
         self.prompt_ids = encode_prompts(tokenizer, examples, ro.max_prompt_length, f"{method}.rollout")
+        # A template that opens <think> in the prompt (R1-Distill) starts every completion inside its thinking: the
+        # rewards must know, or a completion cut before </think> (no tag at all) reads as a final answer.
+        self.opened = prompts_open_thinking(tokenizer, self.prompt_ids)
         self.eos_ids = None           # the model's own end ids (sampler.end_ids), known at the first rollout
         self.pad_id = tokenizer.pad_token_id or 0
         self.rewards = RewardSet.from_params(ro)
@@ -166,9 +170,11 @@ class RolloutSource:
                  for c in completions]
         examples = [self.examples[i] for i in rows]
         prompts, items = [e.prompt for e in examples], [e.item for e in examples]
-        total, terms = self.rewards(prompts, texts, items, lengths=out.lengths, truncated=~out.done)
+        opened = [self.opened[i] for i in rows]
+        total, terms = self.rewards(prompts, texts, items, lengths=out.lengths, truncated=~out.done, opened=opened)
         # Strict accuracy is the "causal" reward's verdict: reuse it when that reward is in the set.
-        correct = terms["causal"] if "causal" in terms else np.asarray(causal_reward(prompts, texts, items))
+        correct = (terms["causal"] if "causal" in terms
+                   else np.asarray(causal_reward(prompts, texts, items, opened=opened)))
         return {"correct_R": correct, "example_R": np.asarray(rows), "completion_R": completions, "text_R": texts,
                 "sampler_logp_R": [out.logp[r, :out.lengths[r]] for r in range(len(rows))],
                 "floor_R": [out.floor[r, :out.lengths[r]] for r in range(len(rows))],
@@ -288,7 +294,8 @@ def validate(cfg, examples: list[RLExample], tokenizer) -> None:
     _check_schedule(cfg, cfg.method, cfg.data.batch_size * params.mini_batches, params.rollout.n,
                     params.steps_per_rollout)
     RewardSet.from_params(params.rollout)
-    encode_prompts(tokenizer, examples, params.rollout.max_prompt_length, f"{cfg.method}.rollout")
+    prompts_open_thinking(tokenizer, encode_prompts(tokenizer, examples, params.rollout.max_prompt_length,
+                                                    f"{cfg.method}.rollout"))
 
 
 def grpo_batches(examples, tokenizer, ctx: SourceContext, position: dict | None = None) -> RolloutSource:
@@ -311,6 +318,16 @@ def encode_prompts(tokenizer, examples: list[RLExample], max_prompt_length: int,
                          f"prompt {first[1]!r} with {first[0]} tokens, the longest {longest[1]!r} with {longest[0]}. "
                          f"Set {where}.max_prompt_length={longest[0]} to keep them all, or drop those rows")
     return ids
+
+
+def prompts_open_thinking(tokenizer, prompt_ids: list[list[int]]) -> list[bool]:
+    """Per prompt: does the templated prompt, as the model reads it, leave the completion inside `<think>`
+    (scoring.prompt_opens_thinking on its decoded ids)? Raises ValueError when one does and the completions'
+    decoding (skip_special_tokens=True) would drop the `</think>` that ends the thinking."""
+    opened = [scoring.prompt_opens_thinking(tokenizer.decode(ids)) for ids in prompt_ids]
+    if any(opened):
+        scoring.check_tags_survive_decoding(tokenizer)
+    return opened
 
 
 def _check_schedule(cfg, method: str, rows: int, G: int, spr: int) -> None:

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 @dataclasses.dataclass(frozen=True)
 class SamplingParams:
     """What to sample. temperature == 0 means greedy. The CauGym protocol is n=5, temperature=0.6, top_p=0.95,
-    max_new_tokens=8192 (DATA.md 1.7)."""
+    max_new_tokens=8192 (the CauGym paper's evaluation settings)."""
 
     n: int = 1                      # samples per prompt; they share the prompt's prefill
     temperature: float = 1.0

@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from caujax.models.config import stop_ids
 from caujax.models.decoder import init_cache
 from caujax.models.layout import is_matrix
 from caujax.sampling.methods import SamplingParams, next_tokens
@@ -51,6 +52,7 @@ class SampleOutput:
     tokens: list[list[list[int]]]       # [prompt][sample] completion ids, EOS included when produced
     logprobs: list[list[np.ndarray]]    # same layout, one float per token
     texts: list[list[str]]
+    done: list[list[bool]]              # ended by an end id or a stop sequence; False = cut at max_new_tokens
 
 
 def bucket(x: int, multiple: int = 8) -> int:
@@ -186,10 +188,11 @@ def sample_ids(model, prompts: list[list[int]], params: SamplingParams, *, eos_i
 
 
 def end_ids(model_cfg, tokenizer) -> tuple[int, ...]:
-    """The token ids that end a completion: the model config's eos_token_ids (several for some chat models) and the
-    tokenizer's eos token."""
-    eos = set(model_cfg.eos_token_ids) | ({tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set())
-    return tuple(sorted(eos))
+    """The token ids that end a completion, sorted: the union (models.config.stop_ids) of the model config's
+    eos_token_ids (the loaders' union of every stop id the checkpoint declares: config.json, generation_config.json,
+    the tokenizer, or a GGUF file's eos/eot/eom) and the eos of `tokenizer`, which may be another than the
+    checkpoint's (--model.tokenizer); None for no tokenizer. As transformers' generate with a list eos_token_id."""
+    return stop_ids(model_cfg.eos_token_ids, None if tokenizer is None else tokenizer.eos_token_id)
 
 
 def sample(model, tokenizer, prompts: list[str], params: SamplingParams, add_special_tokens: bool | None = None,
@@ -203,16 +206,17 @@ def sample(model, tokenizer, prompts: list[str], params: SamplingParams, add_spe
     # Stop strings end decoding on device when the sampled ids spell their usual tokenization; texts are cut at
     # the string whatever the tokenization, so the result is exact either way.
     stop_ids = tuple(tuple(tokenizer(s, add_special_tokens=False)["input_ids"]) for s in params.stop)
-    toks, logp, lengths, *_ = sample_ids(model, ids, params, eos_ids=end_ids(model.cfg, tokenizer),
+    toks, logp, lengths, done, _ = sample_ids(model, ids, params, eos_ids=end_ids(model.cfg, tokenizer),
                                         pad_id=tokenizer.pad_token_id or 0, mesh=mesh, stop_ids=stop_ids)
-    out_tokens, out_logp, out_texts = [], [], []
+    out_tokens, out_logp, out_texts, out_done = [], [], [], []
     for i in range(len(prompts)):
         rows = range(i * params.n, (i + 1) * params.n)
         seqs = [toks[r, : lengths[r]].tolist() for r in rows]
         out_tokens.append(seqs)
         out_logp.append([logp[r, : len(s)] for r, s in zip(rows, seqs)])
         out_texts.append([_cut(tokenizer.decode(s, skip_special_tokens=True), params.stop) for s in seqs])
-    return SampleOutput(out_tokens, out_logp, out_texts)
+        out_done.append([bool(done[r]) for r in rows])
+    return SampleOutput(out_tokens, out_logp, out_texts, out_done)
 
 
 def generate(model, tokenizer, prompts: list[str], params: SamplingParams) -> list[list[str]]:
