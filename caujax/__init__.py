@@ -18,3 +18,12 @@ class _NoTorchNotice(logging.Filter):
 _transformers_logger = logging.getLogger("transformers")
 if not any(type(f).__name__ == "_NoTorchNotice" for f in _transformers_logger.filters):   # none again on a reload
     _transformers_logger.addFilter(_NoTorchNotice())
+
+
+def plain_warnings() -> None:
+    """For the command-line entry points: print a warning as one `warning: <message>` line. The default format adds
+    our file, line and source line, which tell a user nothing (what to do is in the message); library code still
+    raises ordinary warnings, which tests and callers can catch or filter."""
+    import warnings
+
+    warnings.formatwarning = lambda message, category, filename, lineno, line=None: f"warning: {message}\n"

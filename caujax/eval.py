@@ -31,6 +31,7 @@ import time
 
 from tqdm import tqdm
 
+import caujax
 from caujax import scoring
 from caujax.causal.answer import TYPES
 from caujax.data import load_calm, load_caugym, load_file
@@ -144,13 +145,23 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--batch-size", type=int, default=8, help="prompts per sampler call (each with n samples)")
     ap.add_argument("--limit", type=int, default=None, metavar="K",
                     help="K items of each set, spread round-robin over its task types (default: all)")
-    ap.add_argument("--dtype", default=None, choices=["float32", "bfloat16"], help="default float32")
+    ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
+                    help="parameters and compute (default float32)")
     ap.add_argument("--mesh", default=None, metavar="DATA,FSDP,TENSOR",
                     help="mesh axis sizes, e.g. 1,-1,1 (default: one device)")
     return ap
 
 
 def main(argv=None) -> dict[str, dict]:
+    """python -m caujax.eval: a user error (a bad checkpoint, mesh, output path or record) is one line on stderr
+    and exit status 2, as in the other CLIs; other exceptions keep their traceback."""
+    try:
+        return _main(argv)
+    except (ValueError, OSError) as e:          # CheckpointError and ResumeRefused are ValueErrors
+        raise SystemExit(f"python -m caujax.eval: error: {e}") from None
+
+
+def _main(argv=None) -> dict[str, dict]:
     ap = _parser()
     args = ap.parse_args(argv)
     if args.limit is not None and args.limit < 1:
@@ -165,7 +176,7 @@ def main(argv=None) -> dict[str, dict]:
                                       args.calm_dir)
         files = model_files(args.model)
     except (ValueError, FileNotFoundError) as e:
-        raise SystemExit(f"error: {e}") from None
+        raise SystemExit(f"python -m caujax.eval: error: {e}") from None
     model_fingerprint = fingerprint(files)
     out = pathlib.Path(args.out) if args.out else default_out(args.model, model_fingerprint)
     config = {"model": str(pathlib.Path(args.model).resolve()), "model_fingerprint": model_fingerprint,
@@ -177,7 +188,7 @@ def main(argv=None) -> dict[str, dict]:
     try:            # before loading the model (minutes) and before writing anything
         moved = check_resume(out, config, fresh=args.fresh)
     except ResumeRefused as e:
-        raise SystemExit(f"error: {e}") from None
+        raise SystemExit(f"python -m caujax.eval: error: {e}") from None
     if moved:
         print(f"moved the previous evaluation's files to {moved}")
 
@@ -194,7 +205,7 @@ def main(argv=None) -> dict[str, dict]:
             check_records(path, scan_generations(path)[0], items, {it.id: item_prompt(tokenizer, it) for it in items},
                           args.n)
     except ResumeRefused as e:
-        raise SystemExit(f"error: {e}") from None
+        raise SystemExit(f"python -m caujax.eval: error: {e}") from None
     out.mkdir(parents=True, exist_ok=True)
     (out / "eval_config.json").write_text(json.dumps(config, indent=2))
 
@@ -220,4 +231,5 @@ def main(argv=None) -> dict[str, dict]:
 
 
 if __name__ == "__main__":
+    caujax.plain_warnings()
     main()

@@ -98,13 +98,15 @@ def has_generations(out: pathlib.Path) -> bool:
 def check_resume(out: pathlib.Path, config: dict, fresh: bool = False) -> pathlib.Path | None:
     """Decide, before anything is written, whether an evaluation with `config` may continue `out`.
 
-    Nothing there, or generations written with the same MUST_MATCH values: None (resume). Otherwise
-    ResumeRefused naming each setting that differs, with every file left as it is; with `fresh`, the previous
-    evaluation's files move to out/superseded/<UTC time>/ instead (returned), so the set starts afresh and
-    nothing is lost. Generations without an eval_config.json (or one without a fingerprint) cannot be attributed
+    With `fresh`, any previous generations move to out/superseded/<UTC time>/ (returned), whatever their
+    settings, so the sets start afresh and nothing is lost. Otherwise: nothing there, or generations written with
+    the same MUST_MATCH values: None (resume); else ResumeRefused naming each setting that differs, with every
+    file left as it is. Generations without an eval_config.json (or one without a fingerprint) cannot be attributed
     and count as different."""
     if not out.is_dir() or not has_generations(out):
         return None
+    if fresh:                          # asked to start over: same settings or not
+        return move_aside(out)
     path = out / CONFIG
     try:
         saved = json.loads(path.read_text())
@@ -114,8 +116,6 @@ def check_resume(out: pathlib.Path, config: dict, fresh: bool = False) -> pathli
         f"unknown origin ({path} is missing or records no model fingerprint)"]
     if not diffs:
         return None
-    if fresh:
-        return move_aside(out)
     raise ResumeRefused(f"{out} holds generations of another evaluation: {'; '.join(diffs)}. They are left as "
                         f"they are. Rerun with those settings to resume them, choose another --out, or pass "
                         f"--fresh to move them to {out / 'superseded'} and start over")

@@ -75,6 +75,7 @@ def summary(cfg, start: int, lines: list[dict], wall_s: float, export_path: path
             ("plot", str(run_dir / "loss.png") if (run_dir / "loss.png").exists() else "none"),
             ("export", f"{export_path.absolute()}" if export_path is not None else "none (export=false)")]
     if (run_dir / "damaged_checkpoints").is_dir():
-        rows.append(("set aside", f"{run_dir / 'damaged_checkpoints'} (damaged checkpoints, kept for inspection)"))
+        rows.append(("set aside", f"{run_dir / 'damaged_checkpoints'} (damaged checkpoints set aside by this or an "
+                                  "earlier resume, kept for inspection)"))
     body = "\n".join(f"  {name:<14} {value}" for name, value in rows)
     return f"caujax.train: {cfg.method} done: {steps} in {wall_s:.1f} s (wall time, start-up included)\n{body}"

@@ -8,8 +8,10 @@ import shutil
 @contextlib.contextmanager
 def staged_dir(path, *, owner: bool = True):
     """Yield `<path>.partial` (emptied first: a leftover of a killed write) to write into; when the block ends
-    without an exception, the old `path` is removed and the staged directory renamed to it (one rename, atomic on
-    one filesystem). On an exception the staged directory is left for inspection and `path` is untouched.
+    without an exception, the old `path` is removed and the staged directory renamed to it. `path` is therefore
+    always either absent or complete, never half written (a kill between the removal and the rename leaves it
+    absent, which the callers treat as not yet written: train's export marker, the demo's converted base). On an
+    exception the staged directory is left for inspection and `path` is untouched.
 
     owner=False (every process but the writing one in a multi-host run): yields the same path, touches nothing."""
     path = pathlib.Path(path)

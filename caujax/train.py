@@ -27,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+import caujax
 from caujax import checkpoint, methods, train_cli
 from caujax import resume as resume_lib
 from caujax.config import RunConfig, to_json_dict
@@ -315,6 +316,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
 
 if __name__ == "__main__":
+    caujax.plain_warnings()
     try:
         main()
     except (ValueError, FileNotFoundError) as err:      # bad input: the message says what; no traceback

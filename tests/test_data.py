@@ -306,6 +306,6 @@ def test_fetch_writes_atomically_and_refuses_lfs_pointers(tmp_path, caugym_dir):
     assert download.fetch(src.as_uri(), dest) == 120 and dest.read_bytes() == src.read_bytes()
     pointer = tmp_path / "pointer.json"
     pointer.write_text("version https://git-lfs.github.com/spec/v1\noid sha256:abc\nsize 55300000\n")
-    with pytest.raises(RuntimeError, match="LFS pointer"):
+    with pytest.raises(ValueError, match="LFS pointer"):
         download.fetch(pointer.as_uri(), tmp_path / "out" / "sft.json")
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["ins.txt"]     # no partial file left

@@ -119,6 +119,15 @@ def test_fresh_moves_the_old_set_aside_and_starts_over(models, caugym_dir, tmp_p
     assert config["model"] == str(b.resolve()) and config["n"] == 3
 
 
+def test_fresh_with_unchanged_settings_starts_over_too(models, caugym_dir, tmp_path, calls):
+    a, _ = models
+    out = tmp_path / "D"
+    run(a, out, caugym_dir, "--n", "1")
+    sampled = len(calls)
+    run(a, out, caugym_dir, "--n", "1", "--fresh")
+    assert len(calls) > sampled and len(list((out / "superseded").iterdir())) == 1     # sampled again, old kept
+
+
 def test_records_for_other_items_are_refused_before_the_file_is_touched(models, caugym_dir, tmp_path, calls):
     """Same model and settings, but the JSONL's ids name other problems (another data file with the same ids)."""
     a, _ = models

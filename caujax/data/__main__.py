@@ -11,6 +11,7 @@ import sys
 
 from tqdm import tqdm
 
+import caujax
 from caujax.causal.answer import TYPES
 from caujax.causal.generate import LAYOUTS, STYLES
 
@@ -153,4 +154,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
+    caujax.plain_warnings()
     sys.exit(main())

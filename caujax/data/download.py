@@ -23,7 +23,8 @@ def plan(dest: pathlib.Path, ref: str = "HEAD") -> list[tuple[str, pathlib.Path]
 
 
 def fetch(url: str, path: pathlib.Path, timeout_s: float = 60.0) -> int:
-    """Download url to path atomically (a partial file never takes the real name); returns the byte count."""
+    """Download url to path atomically (a partial file never takes the real name); returns the byte count.
+    Raises ValueError when the server returns a Git LFS pointer instead of the file (the CLI prints it on one line)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".part")
     with urllib.request.urlopen(url, timeout=timeout_s) as response, open(tmp, "wb") as out:

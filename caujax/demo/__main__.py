@@ -12,6 +12,7 @@ import pathlib
 import shutil
 import sys
 
+import caujax
 from caujax.demo.pipeline import STAGES
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -43,6 +44,7 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
+    caujax.plain_warnings()
     try:
         main()
     except (ValueError, FileNotFoundError) as err:      # bad input: the message says what; no traceback

@@ -85,7 +85,7 @@ class RolloutParams:
     reward_file: a Python file whose functions `(prompts, completions, items) -> float array [R]` `rewards` may name.
     overlong_buffer: L_b of DAPO's soft overlong penalty (Yu et al. 2025, eq. 13); 0 = off. overlong_penalty is its
     factor. mask_truncated_completions: completions cut at L_max leave the loss and its denominator (DAPO, TRL).
-    correction: rollout correction for sampler/trainer mismatch (LOSSES.md "Rollout correction"): "token_truncate"
+    correction: rollout correction for sampler/trainer mismatch (caujax/losses/correction.py): "token_truncate"
     multiplies each token's loss by min(π_old/q, correction_cap) (TIS, cap 2 as in Tunix/OpenRLHF); "sequence_mask"
     drops sequences whose mean |log π_old - log q| exceeds correction_threshold.
     log_every: a rollout table (prompt, completion, reward) is appended to <run_dir>/rollouts.jsonl every this many
@@ -137,7 +137,7 @@ class RolloutParams:
 @dataclasses.dataclass(frozen=True)
 class GRPOParams:
     """Group Relative Policy Optimization (Shao et al. 2024, DeepSeekMath eq. 3) and its variants; defaults are
-    TRL 1.9 GRPOConfig's unless noted (LOSSES.md "GRPO").
+    TRL 1.9 GRPOConfig's unless noted.
 
     beta: β of the KL to π_ref; 0 (TRL default since v0.19) loads no reference model at all. DeepSeek-R1: 0.001.
     kl_estimator: k1 = log π - log π_ref, k2 = ½(log π - log π_ref)², k3 = exp(log π_ref - log π) - (log π_ref -
@@ -217,7 +217,7 @@ class GRPOParams:
 @dataclasses.dataclass(frozen=True)
 class PPOParams:
     """PPO for language models (Ouyang et al. 2022; Huang et al. 2024, "The N+ implementation details of RLHF with
-    PPO"); defaults are TRL 1.9's experimental PPOConfig (LOSSES.md "PPO") unless noted.
+    PPO"); defaults are TRL 1.9's experimental PPOConfig unless noted.
 
     critic: "head", a scalar value head on the policy's own trunk (one forward gives log-probs and values), or
     "model", a separate critic decoder initialised from the policy's weights (OpenRLHF/TRL's separate value model).
