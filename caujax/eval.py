@@ -107,10 +107,10 @@ def generate_set(model, tokenizer, name: str, items: list[Item], out_path: pathl
         for i in range(0, len(todo), batch_size):
             batch = todo[i: i + batch_size]
             result = sample(model, tokenizer, [prompts[it.id] for it in batch], params, mesh=mesh)
-            for item, texts, ids, done in zip(batch, result.texts, result.tokens, result.done):
+            for item, texts, ids, ended in zip(batch, result.texts, result.tokens, result.done):
                 record = {"id": item.id, "set": name, "Type": item.type, "problem": item.problem,
                           "answer": item.answer, "all_generated_answers": [t.strip() for t in texts],
-                          "num_tokens": [len(s) for s in ids], "truncated": [not d for d in done],
+                          "num_tokens": [len(s) for s in ids], "truncated": [not e for e in ended],
                           "prompt_sha256": prompt_hash(prompts[item.id]),
                           "prompt_opened_thinking": opened[item.id]}
                 f.write(json.dumps(record, ensure_ascii=False) + "\n")
