@@ -155,13 +155,20 @@ class Resume:
                                     *notes]), stacklevel=2)
 
 
+def saved_steps(run_dir) -> list[int]:
+    """The steps of <run_dir>/checkpoints/<step>/ directories, ascending, intact or not (orbax's half-written
+    `<step>.orbax-checkpoint-tmp-*` directories are not steps)."""
+    return sorted(int(p.name) for p in (pathlib.Path(run_dir) / "checkpoints").glob("*")
+                  if p.name.isdigit() and p.is_dir())
+
+
 def plan(cfg, config_json: dict, resume: bool) -> Resume:
     """Where the run `cfg` starts, decided before any model is built; raises ValueError for a fresh run into a
     run_dir with checkpoints, a resumed run with other same-run settings (check_same_run), and CheckpointDamaged
     when checkpoints exist and none is intact. Prints (stderr) when --resume finds no checkpoint."""
     run_dir = pathlib.Path(cfg.run_dir)
     root = run_dir / "checkpoints"
-    saved = sorted(int(p.name) for p in root.glob("*") if p.name.isdigit() and p.is_dir())
+    saved = saved_steps(run_dir)
     unfinished = {p.name: "a save cut short before orbax finalized it (never listed or restored)"
                   for p in root.glob("*.orbax-checkpoint-tmp*")}
     if saved and not resume:          # checked first: never load a large model only to refuse the run_dir

@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 import pathlib
 
+from caujax.resume import saved_steps
+
 # Panels of loss.png, in order, when the metric lines have them: the loss, the learning rate η of that step (the
 # `lr` field of metrics.jsonl, written by train._loop), and for online RL the mean reward and strict accuracy.
 PANELS = (("loss", "loss"), ("lr", "learning rate"), ("reward_mean", "mean reward"), ("accuracy", "strict accuracy"))
@@ -68,7 +70,7 @@ def summary(cfg, start: int, lines: list[dict], wall_s: float, export_path: path
     final = f"{last['loss']:.6g} at step {last['step']}" if "loss" in last else "(no metric line)"
     if "reward_mean" in last:
         final += f"; mean reward {last['reward_mean']:.4g}, strict accuracy {last.get('accuracy', float('nan')):.3g}"
-    saved = sorted(int(p.name) for p in (run_dir / "checkpoints").glob("*") if p.name.isdigit())
+    saved = saved_steps(run_dir)
     rows = [("final loss", final),
             ("run directory", f"{run_dir} (config.json, metrics.jsonl)"),
             ("checkpoints", f"{run_dir / 'checkpoints'}: " + (", ".join(f"step {s}" for s in saved) or "none")),

@@ -182,10 +182,11 @@ class Pipeline:
 
     def _train(self, name: str, run, model_path: str) -> dict:
         from caujax import train
+        from caujax.resume import saved_steps
 
         cfg = self._stage_run(name, run, model_path)
         run_dir = pathlib.Path(cfg.run_dir)
-        resume = any(p.name.isdigit() for p in (run_dir / "checkpoints").glob("*"))
+        resume = bool(saved_steps(run_dir))
         if resume:
             print(f"continuing {run_dir} from its last checkpoint", flush=True)
         train.train(cfg, resume=resume)
