@@ -55,6 +55,10 @@ class DataConfig:
     #                                     shape per multiple up to seq_len); 0 pads every batch to seq_len
     packing: bool = False               # SFT: pack several examples into each row of seq_len tokens (data/packing.py;
     #                                     the loss is unchanged); batch_size then counts packed rows
+    loss_window: int = 0                # SFT, GRPO: > 0 computes the vocabulary projection only at the completion
+    #                                     positions (each batch's most, rounded up to this multiple; batches.
+    #                                     loss_positions); the loss is unchanged, the step is cheaper when prompts
+    #                                     are long and the vocabulary large. 0 = every position
 
     def __post_init__(self):
         for name in ("seq_len", "batch_size"):
@@ -62,8 +66,9 @@ class DataConfig:
                 raise ValueError(f"data.{name} must be > 0, got {getattr(self, name)}")
         if self.num_examples < 0:
             raise ValueError(f"data.num_examples must be >= 0, got {self.num_examples}")
-        if self.pad_multiple < 0:
-            raise ValueError(f"data.pad_multiple must be >= 0, got {self.pad_multiple}")
+        for name in ("pad_multiple", "loss_window"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"data.{name} must be >= 0, got {getattr(self, name)}")
         micro = self.micro_batch_size
         if micro is not None and (micro <= 0 or self.batch_size % micro):
             raise ValueError(f"data.batch_size={self.batch_size} is not a multiple of data.micro_batch_size={micro}")
@@ -158,6 +163,8 @@ class _RunFields:
             raise ValueError(f"method={self.method!r}; expected one of {tuple(METHODS)}")
         if self.steps <= 0 or self.log_every <= 0:
             raise ValueError(f"steps and log_every must be > 0, got {self.steps} and {self.log_every}")
+        if self.data.loss_window and self.method not in ("sft", "grpo"):
+            raise ValueError(f"data.loss_window applies to --method sft and grpo (method={self.method})")
         if self.data.packing and self.method != "sft":
             raise ValueError(f"data.packing applies to --method sft only (method={self.method}): preference pairs "
                              f"and rollouts are scored per row; they are padded to their batch's longest row instead")

@@ -88,3 +88,44 @@ def test_layouts_and_styles():
         generate(1, 0, style="klingon")
     with pytest.raises(ValueError, match="tasks"):
         generate(1, 0, tasks=("XYZ",))
+
+
+def test_precision_gives_one_decimal_facts_and_answers_the_solver_agrees_with():
+    items = generate(300, 7, tasks=("ATE", "CDE", "PS"), nodes=(3, 5), precision=1)
+    for it in items:
+        facts = re.findall(r" is (\d\.\d{4})\.", it["problem"])
+        assert all(f.endswith("000") for f in facts), it["problem"]
+        prob = json.loads(it["answer"])["PROB"]
+        assert abs(float(prob) * 10 - round(float(prob) * 10)) < 1e-9, it["answer"]
+        assert solve(it["problem"]).to_json() == it["answer"]
+    assert any(json.loads(it["answer"])["PROB"] not in ("0", "0.0") for it in items)
+
+
+@pytest.mark.parametrize("noncause", [0.1, 0.5])
+def test_noncause_share_is_honoured_when_caused_variants_are_rejected_more_often(noncause):
+    """The variant is drawn before the retries: with precision=1 most caused ATE graphs are rejected, and drawing
+    the variant per try made the non-cause share 0.44 where 0.25 was asked."""
+    items = generate(800, 3, tasks=("ATE",), nodes=(3, 3), noncause=noncause, precision=1)
+    share = sum("no directed path" in it["Reason"]["Step 1"] for it in items) / len(items)
+    assert abs(share - noncause) < 0.05, share
+
+
+def test_short_reason_keeps_the_formula_numbers_and_verdict():
+    from caujax.data.items import yes_no_from_reason
+
+    full = generate(120, 5, tasks=("ATE", "NDE", "NIE", "ETT", "PN"))
+    short = generate(120, 5, tasks=("ATE", "NDE", "NIE", "ETT", "PN"), reason="short")
+    assert [it["problem"] for it in full] == [it["problem"] for it in short]
+    for f, s in zip(full, short):
+        fs, ss = list(f["Reason"].values()), list(s["Reason"].values())
+        assert yes_no_from_reason(f["Reason"]) == yes_no_from_reason(s["Reason"])
+        assert not ss[0].startswith("Check whether") and ss[0] in fs[0]
+        assert ss[-1] == fs[-1] or len(fs) == 1
+        if len(fs) == 7:
+            assert fs[3] in ss and fs[5] in ss and not any(x.startswith("Identification") for x in ss)
+            assert len(" ".join(ss)) < len(" ".join(fs))
+
+
+def test_settings_no_item_can_meet_are_refused_by_name():
+    with pytest.raises(ValueError, match="could not generate a .* item .*try smaller nodes"):
+        generate(40, 0, tasks=("PS",), nodes=(8, 10), precision=1)

@@ -50,11 +50,29 @@ def test_demo_killed_in_sft_resumes_and_completes_every_stage(tmp_path, capsys):
     assert (run_dir / "grpo" / "hf" / "model.safetensors").is_file() and (run_dir / "grpo" / "rollouts.jsonl").is_file()
     scores = records["eval_grpo"]["heldout"]
     assert scores["n"] == 8 and scores["strict"] <= scores["format_valid"]      # a strict hit is well formed
+    assert sum(k["n"] for k in scores["by_kind"].values()) == 8 and "items (n=" in report
 
     again = main(["--config", str(REPO / "configs" / "demo_tiny.py"), f"--run_dir={run_dir}"])   # all done: no work
     assert all(again[s]["seconds"] == records[s]["seconds"] for s in again)
     with pytest.raises(ValueError, match="heldout_items differ"):        # another demo into the same run_dir
         main(["--config", str(REPO / "configs" / "demo_tiny.py"), f"--run_dir={run_dir}", "--heldout_items=9"])
+
+
+def test_item_kind_tells_graph_only_items_from_computed_ones():
+    from caujax.causal.generate import generate
+    from caujax.data.caugym import load_file
+    from caujax.demo.report import item_kind
+
+    rows = generate(60, 4, tasks=("ATE", "NIE", "CDE"), nodes=(3, 4))
+    path = pathlib.Path(os.environ.get("TMPDIR", "/tmp")) / f"kinds-{os.getpid()}.json"
+    path.write_text(json.dumps(rows))
+    items = load_file(path, set_name="heldout")
+    path.unlink()
+    kinds = [item_kind(it) for it in items]
+    assert set(kinds) == {"cause", "non-cause"}
+    for it, kind in zip(items, kinds):
+        computed = len(it.reason) > 1
+        assert (kind == "cause") == computed, (it.reason, kind)
 
 
 def test_paired_difference_interval():

@@ -465,3 +465,32 @@ def test_entropy_coef_needs_entropy():
     r = PARITY_ROLLOUT
     with pytest.raises(ValueError, match="entropy_BT"):
         grpo.grpo_loss(jnp.asarray(to_ours(r.logp)), r.batch(), make_params(entropy_coef=0.01))
+
+
+@pytest.mark.parametrize("loss_type", ["dapo", "grpo"])
+def test_loss_window_gives_the_same_loss_metrics_and_gradients(decoder_case, loss_type):
+    """data.loss_window: the objective reads the completion columns only (common.loss_window), with every per-token
+    field gathered alike; loss, metrics and gradients are those of the full [B, T] columns."""
+    from caujax.data.batches import loss_positions
+
+    graphdef, state, batch, (logp, _, ref) = decoder_case
+    params = make_params(loss_type, beta=0.04, entropy_coef=0.01, temperature=TEMPERATURE)
+    full = batch | {"sampler_logp_BT": logp[TEMPERATURE] + 0.01, "ref_logp_BT": ref}
+    window = full | {"loss_index_BW": jnp.asarray(loss_positions(np.asarray(full["loss_mask_BT"]), 4))}
+    assert window["loss_index_BW"].shape[1] < full["tokens_BT"].shape[1]
+
+    def run(batch):
+        def value(state):
+            loss = grpo.objective(nnx.merge(graphdef, state), batch, params)
+            return loss.total / loss.count, loss
+        return jax.value_and_grad(value, has_aux=True)(state)
+
+    (v_full, l_full), g_full = run(full)
+    (v_win, l_win), g_win = run(window)
+    np.testing.assert_allclose(float(v_win), float(v_full), rtol=1e-6)
+    m_full, m_win = l_full.metric_means(), l_win.metric_means()
+    assert m_full.keys() == m_win.keys()
+    for k in m_full:
+        np.testing.assert_allclose(float(m_win[k]), float(m_full[k]), rtol=1e-5, atol=1e-7, err_msg=k)
+    for a, b in zip(jax.tree.leaves(g_win), jax.tree.leaves(g_full)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6 * float(np.abs(b).max()))

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from caujax.data.batches import batch_width, sft_batch
+from caujax.data.batches import batch_width, loss_positions, sft_batch
 from caujax.data.packing import pack, pack_length, packed_batch
 from caujax.losses import sft
 from caujax.models import Decoder
@@ -67,3 +67,48 @@ def test_packing_is_refused_for_pair_methods():
 
     with pytest.raises(ValueError, match="data.packing applies to --method sft only"):
         RunConfig(method="dpo", model=ModelSource(arch=TINY["qwen2"]), steps=1, data=DataConfig(packing=True))
+
+
+def test_loss_positions_list_each_rows_loss_columns_then_minus_one():
+    loss_mask = np.array([[0, 1, 1, 0, 0, 0], [0, 0, 1, 1, 1, 0]], np.int32)
+    np.testing.assert_array_equal(loss_positions(loss_mask, 2), [[1, 2, -1, -1], [2, 3, 4, -1]])
+    assert loss_positions(loss_mask, 64).shape == (2, 6)                  # capped at T
+
+
+@pytest.mark.parametrize("packed", [False, True])
+def test_loss_window_gives_the_same_sft_loss_and_gradients(packed):
+    """data.loss_window: the vocabulary projection at the completion columns only; same sums, same gradients, for
+    plain and packed rows (a packed row's loss columns belong to several documents)."""
+    cfg = TINY["gemma3"].replace(attention="blockwise", attention_block=8)
+    graphdef = nnx.graphdef(nnx.eval_shape(lambda: Decoder(cfg, rngs=nnx.Rngs(0))))
+    state = strong_weights(cfg)
+    rows, seq_len = _rows(10, seed=2, vocab=cfg.vocab_size), 32
+    full = packed_batch(pack(rows, seq_len, seed=0), seq_len, 0, seq_len) if packed else sft_batch(rows, seq_len, 0)
+    window = dict(full, loss_index_BW=loss_positions(full["loss_mask_BT"], 4))
+    assert window["loss_index_BW"].shape[1] < seq_len
+
+    def loss(state, batch):
+        out = sft.objective(nnx.merge(graphdef, state), batch, sft.SFTParams())
+        return out.total, (out.count, out.metrics["nll"])
+
+    (t_win, (n_win, nll_win)), g_win = jax.value_and_grad(loss, has_aux=True)(state, window)
+    (t_full, (n_full, nll_full)), g_full = jax.value_and_grad(loss, has_aux=True)(state, full)
+    assert float(n_win) == float(n_full) == sum(len(c) for _, c in rows)
+    np.testing.assert_allclose([float(t_win), float(nll_win)], [float(t_full), float(nll_full)], rtol=1e-6)
+    for a, b in zip(jax.tree.leaves(g_win), jax.tree.leaves(g_full)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6 * float(np.abs(b).max()))
+
+
+def test_sft_collate_adds_the_loss_window_only_when_asked():
+    from caujax.config import DataConfig
+    from caujax.data.examples import collate_packed, collate_sft
+
+    rows = _rows(6, seed=3)
+    plain = collate_sft(rows, DataConfig(seq_len=32, pad_multiple=8), 0, 1)
+    assert "loss_index_BW" not in plain
+    cfg = DataConfig(seq_len=32, pad_multiple=8, loss_window=4)
+    for batch in (collate_sft(rows, cfg, 0, 1), collate_packed(pack(rows, 32, seed=0), cfg, 0, 1)):
+        index = batch["loss_index_BW"]
+        assert index.shape[1] % 4 == 0 or index.shape[1] == batch["tokens_BT"].shape[1]
+        for i in range(len(index)):
+            np.testing.assert_array_equal(index[i][index[i] >= 0], np.flatnonzero(batch["loss_mask_BT"][i]))

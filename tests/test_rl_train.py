@@ -105,6 +105,13 @@ def test_grpo_full_batch_equals_micro_batches(grpo_run, tmp_path):
     _same_step(lines[0], grpo_run[1][0], rtol=1e-6)
 
 
+def test_grpo_loss_window_equals_every_column(grpo_run, tmp_path):
+    """data.loss_window=8: the rollout batch carries its completion columns (loss_index_BW) and the update projects
+    onto the vocabulary there only; the same completions, rewards, loss and gradient norm as the fixture's step."""
+    lines = _run("tiny_grpo.py", tmp_path, "--steps=1", "--data.loss_window=8")
+    _same_step(lines[0], grpo_run[1][0], rtol=1e-5)
+
+
 # --- reused rollouts, a failing reward file, resume ----------------------------------------------------------------
 REWARD_FILE = '''
 import pathlib

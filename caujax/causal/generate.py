@@ -5,7 +5,7 @@ import random
 from dataclasses import dataclass
 
 from caujax.causal.answer import LACK_CONDITION, TYPES, Answer
-from caujax.causal.render import problem_text, reason_steps
+from caujax.causal.render import problem_text, reason_steps, short_reason
 from caujax.causal.scm import LETTERS, BinarySCM, CausalGraph
 from caujax.causal.tasks import (Facts, MissingFact, Query, Solution, Term, adjustment_candidates, evaluate,
                                  mediator_set, solve_query)
@@ -13,6 +13,7 @@ from caujax.causal.vocab import node_names
 
 STYLES = ("real", "letters", "nonsense")
 LAYOUTS = ("inline", "calm")
+REASONS = ("caugym", "short")
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,8 @@ class Options:
     shuffle_facts: bool = False
     max_adjustment: int = 1
     max_mediators: int = 1
+    precision: int | None = None
+    reason: str = "caugym"
 
     def __post_init__(self):
         bad = [t for t in self.tasks if t not in TYPES]
@@ -43,6 +46,10 @@ class Options:
         lo, hi = self.nodes
         if not 3 <= lo <= hi <= len(LETTERS):
             raise ValueError(f"nodes must satisfy 3 <= lo <= hi <= 26, got {self.nodes}")
+        if self.precision is not None and not 1 <= self.precision <= 4:
+            raise ValueError(f"precision must be 1-4 decimals (or None: any), got {self.precision}")
+        if self.reason not in REASONS:
+            raise ValueError(f"reason must be one of {REASONS}, got {self.reason!r}")
         for name in ("noncause", "deconfounding", "insufficient"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} is a probability, got {getattr(self, name)}")
@@ -50,7 +57,8 @@ class Options:
 
 def generate(n: int, seed: int, tasks=TYPES, style: str = "real", layout: str = "inline", *, nodes=(4, 7),
              instruction: bool = True, noncause: float = 1 / 3, deconfounding: float = 0.0, redundant=0,
-             insufficient: float = 0.0, shuffle_facts: bool = False) -> list[dict]:
+             insufficient: float = 0.0, shuffle_facts: bool = False, precision: int | None = None,
+             reason: str = "caugym") -> list[dict]:
     """n problems in the CauGym item format {problem, answer, Reason, Type}; the same seed gives the same items.
 
     tasks: types to cycle through. style: node names "real" | "letters" | "nonsense" | "mixed".
@@ -60,10 +68,16 @@ def generate(n: int, seed: int, tasks=TYPES, style: str = "real", layout: str = 
     redundant: extra true but irrelevant facts per item, an int or a (min, max) range. insufficient: share of
     items with needed facts removed (answer LACK_CONDITION, Reason of the complete problem).
     shuffle_facts: shuffle the order of the given facts.
+    precision: None (the default) draws every conditional probability of the SCM uniformly from [0.02, 0.98];
+    1-4 draws them from the multiples of 10^-precision in that range and keeps only items whose given facts and
+    answer have at most that many decimals (for 1: the answer of an ATE is a one-digit subtraction). The text still
+    writes four decimals. Few large graphs pass that filter: with precision, keep nodes small (3-5).
+    reason: "caugym" (the 7-step Reason of CauGym's generator) | "short" (render.short_reason: the cause check,
+    the formula, the numbers and the verdict, about half the tokens).
     """
     red = (redundant, redundant) if isinstance(redundant, int) else tuple(redundant)
     opts = Options(tuple(tasks), style, layout, tuple(nodes), instruction, noncause, deconfounding, red,
-                   insufficient, shuffle_facts)
+                   insufficient, shuffle_facts, precision=precision, reason=reason)
     return [make_item(random.Random(f"{seed}/{i}"), opts.tasks[i % len(opts.tasks)], opts) for i in range(n)]
 
 
@@ -130,23 +144,27 @@ def _distractors(rng, g: CausalGraph, scm: BinarySCM, joint, k: int, taken: set)
 
 
 def make_item(rng: random.Random, qtype: str, opts: Options) -> dict:
-    """One item of type qtype; retries until the random graph supports the requested variant."""
-    for _ in range(500):
-        item = _try_item(rng, qtype, opts)
-        if item is not None:
-            return item
-    raise RuntimeError(f"could not generate a {qtype} item with {opts}")
-
-
-def _try_item(rng: random.Random, qtype: str, opts: Options) -> dict | None:
-    g = random_dag(rng, rng.randint(*opts.nodes))
+    """One item of type qtype; retries until the random graph supports the requested variant. The variant (lacking
+    a fact, treatment a cause or not) is drawn once, before the retries: drawn per try, the variants that are
+    rejected more often (a cause without a valid adjustment set, a precision not met) would be under-represented."""
     lacking = rng.random() < opts.insufficient
     cause = qtype in ("PN", "PS") or lacking or rng.random() >= opts.noncause
+    for _ in range(500):
+        item = _try_item(rng, qtype, opts, lacking, cause)
+        if item is not None:
+            return item
+    # A ValueError: the settings, not the code, rule the item out (CLIs print it as a one-line error).
+    hint = " (few large graphs meet a precision: try smaller nodes)" if opts.precision else ""
+    raise ValueError(f"could not generate a {qtype} item with {opts} in 500 tries{hint}")
+
+
+def _try_item(rng: random.Random, qtype: str, opts: Options, lacking: bool, cause: bool) -> dict | None:
+    g = random_dag(rng, rng.randint(*opts.nodes))
     pair = _pick_pair(rng, g, qtype, cause, opts.max_mediators)
     if pair is None:
         return None
     q = _query(rng, g, qtype, *pair)
-    scm = BinarySCM(g, {v: [rng.uniform(0.02, 0.98) for _ in range(2 ** len(g.parents(v)))] for v in g.nodes})
+    scm = BinarySCM(g, {v: [_draw(rng, opts.precision) for _ in range(2 ** len(g.parents(v)))] for v in g.nodes})
     joint = scm.joint()
 
     def exact(term: Term) -> float:
@@ -191,13 +209,30 @@ def _try_item(rng: random.Random, qtype: str, opts: Options) -> dict | None:
             shown.insert(rng.randint(0, len(shown)), d)
     if not _consistent(g, q, shown, sol, lacking):
         return None
+    if opts.precision is not None and not all(_has_decimals(v, opts.precision) for v in
+                                              [sol.prob, *(v for _, v in shown)]):
+        return None
     style = rng.choice(STYLES) if opts.style == "mixed" else opts.style
     layout = rng.choice(LAYOUTS) if opts.layout == "mixed" else opts.layout
     names = dict(zip(g.nodes, node_names(rng, len(g.nodes), style)))
     text = problem_text(g, q, shown, names, labels=layout == "inline", instruction=opts.instruction)
     answer = LACK_CONDITION if lacking else Answer(qtype, sol.prob, sol.answer).to_json()
-    return {"problem": text, "answer": answer, "Reason": reason_steps(sol, g, {v: v for v in g.nodes}),
+    steps = reason_steps(sol, g, {v: v for v in g.nodes})
+    return {"problem": text, "answer": answer, "Reason": short_reason(steps) if opts.reason == "short" else steps,
             "Type": qtype}
+
+
+def _draw(rng: random.Random, precision: int | None) -> float:
+    """One entry of a conditional probability table: uniform on [0.02, 0.98], or on its multiples of 10^-precision."""
+    if precision is None:
+        return rng.uniform(0.02, 0.98)
+    unit = 10 ** precision
+    return rng.randint(max(1, round(0.02 * unit)), min(unit - 1, round(0.98 * unit))) / unit
+
+
+def _has_decimals(value: float, precision: int) -> bool:
+    scaled = value * 10 ** precision
+    return abs(scaled - round(scaled)) < 1e-6
 
 
 def _consistent(g: CausalGraph, q: Query, shown, sol: Solution, lacking: bool) -> bool:

@@ -153,6 +153,24 @@ def reason_steps(sol: Solution, graph: CausalGraph, L: dict) -> dict[str, str]:
             "Step 7": step7(q.type, sol.value)}
 
 
+_CHECK_HEAD = re.compile(r"^Check whether [^.]*\. ")
+
+
+def short_reason(reason: dict[str, str]) -> dict[str, str]:
+    """A CauGym Reason cut to what the answer needs, for small models and short budgets: the cause check without
+    its "Check whether ..." preamble, the mediator and adjustment sets only when not empty, the formula (Step 4),
+    the numbers (Step 6) and the verdict (Step 7); the "can be identified" boilerplate and the Step 5 list of values
+    (repeated in Step 6) are left out. Steps are renumbered; PN/PS Reasons (two steps) are kept whole."""
+    steps = list(reason.values())
+    if len(steps) == 2:
+        return dict(reason)
+    kept = [_CHECK_HEAD.sub("", steps[0])]
+    if len(steps) == 7:
+        kept += [s for s in steps[1:3] if not s.startswith("Identification") and not s.endswith("empty set.")]
+        kept += [steps[3], steps[5], steps[6]]
+    return {f"Step {i}": s for i, s in enumerate(kept, 1)}
+
+
 def step7(qtype: str, value: float) -> str:
     r = f4(value)
     if abs(value) < 0.001:

@@ -13,7 +13,7 @@ from tqdm import tqdm
 
 import caujax
 from caujax.causal.answer import TYPES
-from caujax.causal.generate import LAYOUTS, STYLES
+from caujax.causal.generate import LAYOUTS, REASONS, STYLES
 
 # What a user can cause and fix: a data directory or file that is not there or cannot be read (OSError, with
 # FileNotFoundError), a set name or a row that is wrong (ValueError, with RowError). Anything else is a bug in
@@ -30,7 +30,8 @@ def _download(args):
 def _generate(args):
     from caujax.causal.generate import generate
 
-    items = generate(args.n, args.seed, tasks=args.tasks, style=args.style, layout=args.layout)
+    items = generate(args.n, args.seed, tasks=args.tasks, style=args.style, layout=args.layout,
+                     nodes=tuple(args.nodes), noncause=args.noncause, precision=args.precision, reason=args.reason)
     out = pathlib.Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(items, ensure_ascii=False, indent=1), encoding="utf-8")
@@ -122,6 +123,15 @@ def main(argv=None) -> int:
                    help="node names: real-world words, letters, nonsense words, or mixed (default: %(default)s)")
     p.add_argument("--layout", choices=(*LAYOUTS, "mixed"), default="inline",
                    help="wording: inline (A=0) labels, CaLM basic, or mixed (default: %(default)s)")
+    p.add_argument("--nodes", type=_positive_int, nargs=2, default=(4, 7), metavar=("MIN", "MAX"),
+                   help="graph size range, 3-26 (default: 4 7)")
+    p.add_argument("--noncause", type=float, default=1 / 3,
+                   help="share of effect items whose treatment is not a cause (answer 0; default: 1/3)")
+    p.add_argument("--precision", type=int, choices=(1, 2, 3, 4), default=None,
+                   help="decimals of the SCM's probabilities (1: one-digit arithmetic; keep --nodes small); "
+                        "default: any")
+    p.add_argument("--reason", choices=REASONS, default="caugym",
+                   help="worked solution: CauGym's 7 steps or the short form (default: %(default)s)")
     p.add_argument("--out", required=True, help="the JSON file to write")
     p.set_defaults(fn=_generate)
 

@@ -210,7 +210,13 @@ def encode_kto(tokenizer, examples) -> list[tuple[list[int], list[int], bool]]:
 
 
 def collate_sft(rows, data_cfg, pad_id: int, kl_group: int) -> dict[str, np.ndarray]:
-    return batches.sft_batch(rows, data_cfg.seq_len, pad_id, data_cfg.pad_multiple)
+    return _with_loss_window(batches.sft_batch(rows, data_cfg.seq_len, pad_id, data_cfg.pad_multiple), data_cfg)
+
+
+def _with_loss_window(batch: dict[str, np.ndarray], data_cfg) -> dict[str, np.ndarray]:
+    if data_cfg.loss_window:
+        batch["loss_index_BW"] = batches.loss_positions(batch["loss_mask_BT"], data_cfg.loss_window)
+    return batch
 
 
 def collate_dpo(rows, data_cfg, pad_id: int, kl_group: int) -> dict[str, np.ndarray]:
@@ -225,7 +231,7 @@ def collate_packed(packs, data_cfg, pad_id: int, kl_group: int) -> dict[str, np.
     from caujax.data.packing import pack_length, packed_batch
     width = batches.batch_width([pack_length(p, data_cfg.seq_len) for p in packs], data_cfg.seq_len,
                                 data_cfg.pad_multiple)
-    return packed_batch(packs, data_cfg.seq_len, pad_id, width)
+    return _with_loss_window(packed_batch(packs, data_cfg.seq_len, pad_id, width), data_cfg)
 
 
 def fixed_source(encode: Callable, collate: Callable, keep: Callable | None = None) -> Callable:

@@ -21,6 +21,8 @@ class DemoConfig:
     nodes: tuple[int, int] = (3, 3)
     style: str = "letters"
     noncause: float = 1 / 3             # share of items whose treatment is not a cause of the outcome (answer 0)
+    precision: int | None = None        # decimals of the SCM's probabilities (causal.generate); None = any
+    reason: str = "caugym"              # worked-solution form: "caugym" (7 steps) | "short" (render.short_reason)
     train_items: int = 512
     heldout_items: int = 200            # never trained on: problems with another seed, duplicates removed
     seed: int = 0

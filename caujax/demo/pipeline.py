@@ -82,7 +82,8 @@ class Pipeline:
         from caujax.causal.generate import generate
 
         c = self.cfg
-        recipe = dict(tasks=c.tasks, nodes=c.nodes, style=c.style, noncause=c.noncause)
+        recipe = dict(tasks=c.tasks, nodes=c.nodes, style=c.style, noncause=c.noncause, precision=c.precision,
+                      reason=c.reason)
         heldout = generate(c.heldout_items, c.seed + 1, **recipe)
         seen = {row["problem"] for row in heldout}
         train, i = [], 0

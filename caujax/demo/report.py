@@ -30,7 +30,17 @@ def stage_scores(items: list[Item], generations: dict[str, dict]) -> dict:
                                  for r, it, o in zip(replies, items, opened)],
                 "always0": [int(scoring.score(always_zero(it), it.answer, "strict")) for it in items]}
     out = {name: sum(v) / len(v) for name, v in per_item.items()}
-    return out | {"n": len(items), "per_item": per_item}
+    kinds = [item_kind(it) for it in items]
+    by_kind = {k: {"n": kinds.count(k), "strict": sum(s for s, kk in zip(per_item["strict"], kinds) if kk == k)
+                   / kinds.count(k)} for k in sorted(set(kinds))}
+    return out | {"n": len(items), "per_item": per_item, "by_kind": by_kind}
+
+
+def item_kind(item: Item) -> str:
+    """"non-cause" when the worked solution is the one-step non-cause rule (the treatment is not a cause, or the
+    edge / indirect path is absent: answer 0, No; every other Reason has 2 or 7 steps), else "cause": which of the
+    two skills an item tests, reading the graph or computing the effect."""
+    return "non-cause" if item.reason and len(item.reason) == 1 else "cause"
 
 
 def paired_difference(a: list[int], b: list[int]) -> tuple[float, float, float]:
@@ -99,6 +109,11 @@ def write_report(root: pathlib.Path, cfg, records: dict) -> dict:
         h = records[stage]["heldout"]
         rows.append(f"| {LABELS[stage]} | {h['format_valid']:.1%} | {h['strict']:.1%} | {h['paper']:.1%} | "
                     f"{h['always0']:.1%} |")
+    kinds = sorted(records["eval_base"]["heldout"].get("by_kind", {}))
+    kind_rows = ["| stage | " + " | ".join(f"{k} items (n={records['eval_base']['heldout']['by_kind'][k]['n']})"
+                                           for k in kinds) + " |", "|---|" + "---|" * len(kinds)]
+    kind_rows += [f"| {LABELS[s]} | " + " | ".join(f"{records[s]['heldout']['by_kind'][k]['strict']:.1%}"
+                                                  for k in kinds) + " |" for s in EVALS]
     caugym = [f"| {LABELS[s]} | {records[s]['caugym_base']['format_valid']:.1%} | "
               f"{records[s]['caugym_base']['strict']:.1%} | {records[s]['caugym_base']['paper']:.1%} | "
               f"{records[s]['caugym_base']['always0']:.1%} |" for s in EVALS if "caugym_base" in records[s]]
@@ -120,6 +135,11 @@ Held-out set: {records['eval_base']['heldout']['n']} generated problems never tr
 greedy reply each, scored by the strict rule (final answer within 0.0005, scoring.py) and the paper's rule.
 
 {chr(10).join(rows)}
+
+Strict accuracy by what an item tests: non-cause items need only the graph (the treatment is not a cause: 0, No);
+cause items need the given probabilities read into the formula and the arithmetic done:
+
+{chr(10).join(kind_rows)}
 """ + (f"""
 CauGym `base`, first {records['eval_base']['caugym_base']['n']} items:
 

@@ -202,12 +202,46 @@ def hidden_logprobs(model, h_BTD: Array, tokens_BT: Array, mask_BT: Array, *, te
     the sampler drew from (renormalised over its support); -inf keeps every column. The cutoff has a rounding
     slack (FLOOR_SLACK), so the token at the cutoff stays in although the two forward passes round differently.
     """
+    targets_BT, valid_BT = next_token_targets(tokens_BT, mask_BT)
+    return target_logprobs(model, h_BTD, targets_BT, valid_BT, temperature=temperature, vocab_chunk=vocab_chunk,
+                           entropy=entropy, floor_BT=floor_BT)
+
+
+def window_logprobs(model, tokens_BT: Array, mask_BT: Array, index_BW: Array, *, temperature: float = 1.0,
+                    vocab_chunk: int = VOCAB_CHUNK) -> Array:
+    """`token_logprobs` read at the columns index_BW only (-1 = none; data.batches.loss_positions): logp_BW[b, w] =
+    logp_BT[b, index_BW[b, w]], 0 where the index is -1. The decoder runs over every token; the vocabulary
+    projection, the costliest part of a small model with a large vocabulary, over W columns instead of T."""
+    h_BWD, targets_BW, valid_BW, _ = loss_window(model.hidden(tokens_BT, mask_BT), tokens_BT, mask_BT, index_BW, {})
+    return target_logprobs(model, h_BWD, targets_BW, valid_BW, temperature=temperature, vocab_chunk=vocab_chunk)
+
+
+def loss_window(h_BTD: Array, tokens_BT: Array, mask_BT: Array, index_BW: Array, batch: dict[str, Array]):
+    """(h_BWD, targets_BW, valid_BW, fields): the hidden states, next-token targets and their validity at the
+    columns index_BW (-1 = none), and every per-token field of `batch` (a key ending in "_BT" other than the token
+    rows themselves: loss mask, sampler log-probs, support floors, old and reference log-probs) gathered at the
+    same columns, under the same names, with the loss mask 0 where the index is -1. A loss written over [B, T]
+    columns then runs unchanged over the W gathered ones: every sum over a row's tokens is the same."""
+    at_BW = jnp.maximum(index_BW, 0)
+    targets_BT, valid_BT = next_token_targets(tokens_BT, mask_BT)
+    take = lambda x: jnp.take_along_axis(x, at_BW, axis=1)
+    h_BWD = jnp.take_along_axis(h_BTD, at_BW[..., None], axis=1)
+    fields = {k: take(v) for k, v in batch.items() if k.endswith("_BT") and k not in ("tokens_BT", "mask_BT")}
+    if "loss_mask_BT" in fields:
+        fields["loss_mask_BT"] = jnp.where(index_BW >= 0, fields["loss_mask_BT"], 0)
+    return h_BWD, take(targets_BT), take(valid_BT) & (index_BW >= 0), {**batch, **fields}
+
+
+def target_logprobs(model, h_BTD: Array, targets_BT: Array, valid_BT: Array, *, temperature: float = 1.0,
+                    vocab_chunk: int = VOCAB_CHUNK, entropy: bool = False,
+                    floor_BT: Array | None = None) -> Array | tuple[Array, Array]:
+    """The chunked-vocabulary core of `hidden_logprobs`: log softmax(model.logits(h) / T)[target] wherever valid_BT,
+    else 0 (and the entropy, with entropy=True), for hidden states already aligned with their targets."""
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
     if vocab_chunk <= 0:
         raise ValueError(f"vocab_chunk must be > 0, got {vocab_chunk}")
     vocab_size = model.cfg.vocab_size
-    targets_BT, valid_BT = next_token_targets(tokens_BT, mask_BT)
 
     def fold(carry, start, size):
         """Fold the logits of columns [start, start+size) into (running max, Σ exp, Σ exp·z, target logit)."""
@@ -232,7 +266,7 @@ def hidden_logprobs(model, h_BTD: Array, tokens_BT: Array, mask_BT: Array, *, te
         target_BT = target_BT + jnp.where(in_chunk_BT, picked_BT, 0.0)
         return new_max_BT, sumexp_BT, sumz_BT, target_BT
 
-    shape = tokens_BT.shape
+    shape = targets_BT.shape
     zeros = lambda: jnp.zeros(shape, jnp.float32)
     # The running max starts at the lowest float, not -inf, so that lowest - lowest = 0 (not NaN) when a floor
     # excludes a whole chunk; without a floor the first chunk's max replaces it either way.

@@ -5,7 +5,7 @@ import jax
 import jax.numpy as jnp
 from jax import Array
 
-from caujax.losses.common import Loss, aggregate, token_logprobs
+from caujax.losses.common import Loss, aggregate, token_logprobs, window_logprobs
 from caujax.losses.params import SFTLossType, SFTParams
 
 
@@ -22,5 +22,10 @@ def sft_loss(logp_BT: Array, loss_mask_BT: Array, *, loss_type: SFTLossType = "n
 
 
 def objective(model, batch: dict[str, Array], params: SFTParams) -> Loss:
+    """With a `loss_index_BW` field (data.loss_window), the log-probs of the completion columns only: the same
+    tokens, the same sums, a cheaper vocabulary projection."""
+    if "loss_index_BW" in batch:
+        logp_BW = window_logprobs(model, batch["tokens_BT"], batch["mask_BT"], batch["loss_index_BW"])
+        return sft_loss(logp_BW, batch["loss_index_BW"] >= 0, loss_type=params.loss_type)
     logp_BT = token_logprobs(model, batch["tokens_BT"], batch["mask_BT"])
     return sft_loss(logp_BT, batch["loss_mask_BT"], loss_type=params.loss_type)

@@ -202,6 +202,8 @@ class RolloutSource:
         done = np.ones(R, bool) if not n_real else np.concatenate([rows["done_R"], np.ones(R - n_real, bool)])
         if self.ro.mask_truncated_completions:
             loss_mask[~done] = 0
+        if self.method == "grpo" and self.ctx.cfg.data.loss_window:       # the vocabulary at completion columns only
+            batch["loss_index_BW"] = fixed.loss_positions(loss_mask, self.ctx.cfg.data.loss_window)
         batch["sampler_logp_BT"] = sampler_logp
         if self.ro.top_k or self.ro.top_p < 1.0:      # the trainer renormalises over the sampler's support
             batch["support_floor_BT"] = floor
