@@ -103,8 +103,8 @@ def test_precision_gives_one_decimal_facts_and_answers_the_solver_agrees_with():
 
 @pytest.mark.parametrize("noncause", [0.1, 0.5])
 def test_noncause_share_is_honoured_when_caused_variants_are_rejected_more_often(noncause):
-    """The variant is drawn before the retries: with precision=1 most caused ATE graphs are rejected, and drawing
-    the variant per try made the non-cause share 0.44 where 0.25 was asked."""
+    """With a precision the variant is drawn before the retries: most caused ATE graphs are then rejected, and
+    drawing the variant per try made the non-cause share 0.44 where 0.25 was asked."""
     items = generate(800, 3, tasks=("ATE",), nodes=(3, 3), noncause=noncause, precision=1)
     share = sum("no directed path" in it["Reason"]["Step 1"] for it in items) / len(items)
     assert abs(share - noncause) < 0.05, share
