@@ -264,9 +264,12 @@ def _loop(cfg, step_fn, graphdef, state, ref_params, data, table, lr, mesh, mana
             done = step + 1
             if done % cfg.log_every == 0 or done == cfg.steps:
                 metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
-                if not np.isfinite(metrics["loss"]):
-                    raise FloatingPointError(f"loss is {metrics['loss']} at step {done}; finite up to step "
-                                             f"{last_logged} (steps {last_logged + 1}..{done} since)")
+                # A NaN grad_norm is no "metric without a mean" (metrics_log.drop_undefined): the update it clipped
+                # has already written NaN into the weights, so it stops the run like a NaN loss.
+                for key in ("loss", "grad_norm"):
+                    if key in metrics and not np.isfinite(metrics[key]):
+                        raise FloatingPointError(f"{key} is {metrics[key]} at step {done}; finite up to step "
+                                                 f"{last_logged} (steps {last_logged + 1}..{done} since)")
                 elapsed = time.perf_counter() - t0
                 line = {"step": done, "lr": float(lr(step)), **metrics, "tokens": tokens,
                         "tokens_per_s": tokens / max(elapsed, 1e-9), **source_metrics()}

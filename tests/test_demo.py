@@ -52,6 +52,15 @@ def test_demo_killed_in_sft_resumes_and_completes_every_stage(tmp_path, capsys):
     assert scores["n"] == 8 and scores["strict"] <= scores["format_valid"]      # a strict hit is well formed
     assert sum(k["n"] for k in scores["by_kind"].values()) == 8 and "items (n=" in report
 
+    # A stage record from before the by-kind table (a demo resumed across versions): "-" there, no KeyError.
+    from caujax.demo.__main__ import load
+    from caujax.demo.report import write_report
+    old = {**records, "eval_base": {**records["eval_base"], "heldout": {
+        k: v for k, v in records["eval_base"]["heldout"].items() if k != "by_kind"}}}
+    write_report(run_dir, load(str(REPO / "configs" / "demo_tiny.py"), {"run_dir": str(run_dir)}),
+                 {s: old[s] for s in list(old)[:-1]})
+    assert "| before training | - |" in (run_dir / "report.md").read_text()
+
     again = main(["--config", str(REPO / "configs" / "demo_tiny.py"), f"--run_dir={run_dir}"])   # all done: no work
     assert all(again[s]["seconds"] == records[s]["seconds"] for s in again)
     with pytest.raises(ValueError, match="heldout_items differ"):        # another demo into the same run_dir

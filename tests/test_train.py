@@ -353,3 +353,26 @@ def test_resume_accepts_a_config_written_before_a_field_existed():
     other = to_json_dict(apply_overrides(load_preset(train_preset), {"optim.lr": "0.5"}))
     with pytest.raises(ValueError, match="optim.lr"):
         train._check_same_run(saved, other, "runs/old")
+
+
+def test_nan_grad_norm_stops_the_run_like_a_nan_loss(tmp_path, monkeypatch):
+    """A finite loss whose gradient norm is NaN has already written NaN into the weights: the run stops there,
+    naming grad_norm, instead of logging the line without it (metrics_log drops NaN as a metric without a mean)."""
+    import jax
+    import jax.numpy as jnp
+
+    real = train.make_train_step
+
+    def nan_grad_norm(*args, **kwargs):
+        step = real(*args, **kwargs)
+
+        poison = jax.jit(lambda m: {**m, "grad_norm": m["grad_norm"] * jnp.nan})    # on device: no transfer
+
+        def wrapped(state, batch, ref):
+            state, metrics = step(state, batch, ref)
+            return state, poison(metrics)
+        return wrapped
+
+    monkeypatch.setattr(train, "make_train_step", nan_grad_norm)
+    with pytest.raises(FloatingPointError, match=r"grad_norm is nan at step 1; finite up to step 0"):
+        _run(tmp_path / "nan", "sft", "--export=false", "--log_every=1")

@@ -84,6 +84,22 @@ def test_field_docs_read_comments_with_continuations_and_docstring_entries():
     assert grpo["epsilon_high"] == "see epsilon_low above"
 
 
+def test_every_method_field_has_its_own_help_line():
+    """No field's help swallows another field's entry ("..., whiten_rewards: ..."), and every field has one."""
+    import dataclasses
+    import re
+
+    from caujax.losses.params import DPOParams, GRPOParams, KTOParams, PPOParams, RolloutParams, SFTParams
+
+    for cls in (SFTParams, DPOParams, KTOParams, GRPOParams, PPOParams, RolloutParams):
+        names = {f.name for f in dataclasses.fields(cls)}
+        docs = config_help.field_docs(cls)
+        for name, text in docs.items():
+            swallowed = {m for m in re.findall(r"(?<![\w.])(\w+): ", text) if m in names}
+            assert not swallowed, (cls.__name__, name, text)
+        assert names <= set(docs), (cls.__name__, names - set(docs))
+
+
 # --- loss.png ------------------------------------------------------------------------------------------------------
 def _panels(lines) -> dict:
     """{y label: axes} of loss.png's figure, drawn (tick labels exist only after a draw)."""

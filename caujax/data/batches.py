@@ -106,14 +106,12 @@ def loss_positions(loss_mask_BT: np.ndarray, multiple: int) -> np.ndarray:
     """loss_index_BW: each row's loss columns (where loss_mask_BT is 1), in order, then -1; W is the batch's most
     such columns rounded up to `multiple` (one compiled shape per multiple), capped at T. The SFT objective reads
     the log-probs of these columns only (losses/sft.py), so the [V x D] projection skips the prompt and padding."""
-    B, T = loss_mask_BT.shape
+    T = loss_mask_BT.shape[1]
     counts = loss_mask_BT.astype(bool).sum(1)
     W = min(T, max(-(-int(counts.max(initial=1)) // multiple) * multiple, 1))
-    index = np.full((B, W), -1, np.int32)
-    for i in range(B):
-        cols = np.flatnonzero(loss_mask_BT[i])
-        index[i, : len(cols)] = cols
-    return index
+    mask = loss_mask_BT.astype(bool)
+    first_BW = np.argsort(~mask, axis=1, kind="stable")[:, :W]       # each row's loss columns first, in order
+    return np.where(np.take_along_axis(mask, first_BW, axis=1), first_BW, -1).astype(np.int32)
 
 
 def fitted_length(prompt: Ids, completion: Ids, seq_len: int) -> int:

@@ -109,11 +109,14 @@ def write_report(root: pathlib.Path, cfg, records: dict) -> dict:
         h = records[stage]["heldout"]
         rows.append(f"| {LABELS[stage]} | {h['format_valid']:.1%} | {h['strict']:.1%} | {h['paper']:.1%} | "
                     f"{h['always0']:.1%} |")
-    kinds = sorted(records["eval_base"]["heldout"].get("by_kind", {}))
-    kind_rows = ["| stage | " + " | ".join(f"{k} items (n={records['eval_base']['heldout']['by_kind'][k]['n']})"
-                                           for k in kinds) + " |", "|---|" + "---|" * len(kinds)]
-    kind_rows += [f"| {LABELS[s]} | " + " | ".join(f"{records[s]['heldout']['by_kind'][k]['strict']:.1%}"
-                                                  for k in kinds) + " |" for s in EVALS]
+    # A demo resumed across versions may hold stage records written before by_kind existed: "-" for those.
+    by_kind = {s: records[s]["heldout"].get("by_kind") for s in EVALS}
+    counts = {k: v["n"] for kinds_of in by_kind.values() if kinds_of for k, v in kinds_of.items()}
+    kinds = sorted(counts)
+    kind_rows = ["| stage | " + " | ".join(f"{k} items (n={counts[k]})" for k in kinds) + " |",
+                 "|---|" + "---|" * len(kinds)]
+    kind_rows += [f"| {LABELS[s]} | " + " | ".join(f"{by_kind[s][k]['strict']:.1%}" if by_kind[s] and k in by_kind[s]
+                                                  else "-" for k in kinds) + " |" for s in EVALS]
     caugym = [f"| {LABELS[s]} | {records[s]['caugym_base']['format_valid']:.1%} | "
               f"{records[s]['caugym_base']['strict']:.1%} | {records[s]['caugym_base']['paper']:.1%} | "
               f"{records[s]['caugym_base']['always0']:.1%} |" for s in EVALS if "caugym_base" in records[s]]

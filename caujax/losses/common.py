@@ -212,11 +212,12 @@ def window_logprobs(model, tokens_BT: Array, mask_BT: Array, index_BW: Array, *,
     """`token_logprobs` read at the columns index_BW only (-1 = none; data.batches.loss_positions): logp_BW[b, w] =
     logp_BT[b, index_BW[b, w]], 0 where the index is -1. The decoder runs over every token; the vocabulary
     projection, the costliest part of a small model with a large vocabulary, over W columns instead of T."""
-    h_BWD, targets_BW, valid_BW, _ = loss_window(model.hidden(tokens_BT, mask_BT), tokens_BT, mask_BT, index_BW, {})
+    h_BTD = model.hidden(tokens_BT, mask_BT)
+    h_BWD, targets_BW, valid_BW, _ = gather_loss_columns(h_BTD, tokens_BT, mask_BT, index_BW, {})
     return target_logprobs(model, h_BWD, targets_BW, valid_BW, temperature=temperature, vocab_chunk=vocab_chunk)
 
 
-def loss_window(h_BTD: Array, tokens_BT: Array, mask_BT: Array, index_BW: Array, batch: dict[str, Array]):
+def gather_loss_columns(h_BTD: Array, tokens_BT: Array, mask_BT: Array, index_BW: Array, batch: dict[str, Array]):
     """(h_BWD, targets_BW, valid_BW, fields): the hidden states, next-token targets and their validity at the
     columns index_BW (-1 = none), and every per-token field of `batch` (a key ending in "_BT" other than the token
     rows themselves: loss mask, sampler log-probs, support floors, old and reference log-probs) gathered at the

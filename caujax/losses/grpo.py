@@ -7,8 +7,8 @@ import jax
 import jax.numpy as jnp
 from jax import Array
 
-from caujax.losses.common import (Loss, aggregate, hidden_logprobs, kl_estimate, loss_window, target_logprobs,
-                                  token_logprobs)
+from caujax.losses.common import (Loss, aggregate, gather_loss_columns, hidden_logprobs, kl_estimate,
+                                  target_logprobs, token_logprobs)
 from caujax.losses.correction import MAXIMA, rollout_correction
 from caujax.losses.params import GRPOParams
 
@@ -164,8 +164,9 @@ def objective(model, batch: dict[str, Array], params: GRPOParams) -> Loss:
     entropy costs one multiply-add per logit, so it is always computed for the "entropy" metric)."""
     tokens_BT, mask_BT = batch["tokens_BT"], batch["mask_BT"]
     h_BTD = model.hidden(tokens_BT, mask_BT)
-    if "loss_index_BW" in batch:      # data.loss_window: the completion columns only, same sums (common.loss_window)
-        h_BWD, targets_BW, valid_BW, batch = loss_window(h_BTD, tokens_BT, mask_BT, batch["loss_index_BW"], batch)
+    if "loss_index_BW" in batch:      # data.loss_window: the completion columns only, same sums (gather_loss_columns)
+        index_BW = batch["loss_index_BW"]
+        h_BWD, targets_BW, valid_BW, batch = gather_loss_columns(h_BTD, tokens_BT, mask_BT, index_BW, batch)
         logp_BW, entropy_BW = target_logprobs(model, h_BWD, targets_BW, valid_BW, entropy=True,
                                               temperature=params.rollout.temperature,
                                               floor_BT=batch.get("support_floor_BT"))

@@ -80,12 +80,13 @@ class RolloutParams:
     (TRL divides by T too); top-k/top-p restrict which tokens can be drawn (sampling/methods.py).
     max_prompt_length: prompt tokens; a longer prompt is refused by name, never cut (its question would be lost).
     max_completion_length: L_max, completion tokens (TRL v1.9.0: 256). seq_len of a row = the two added.
-    rewards: reward functions by name, summed with `reward_weights` (TRL `reward_funcs` / `reward_weights`): the
-    built-ins of rl/rewards.py ("causal", "format", "copy") or functions of `reward_file`.
+    rewards / reward_weights: reward functions by name, summed with the weights (None = all 1; TRL `reward_funcs` /
+    `reward_weights`): the built-ins of rl/rewards.py ("causal", "format", "copy") or functions of `reward_file`.
     reward_file: a Python file whose functions `(prompts, completions, items) -> float array [R]` `rewards` may name.
-    overlong_buffer: L_b of DAPO's soft overlong penalty (Yu et al. 2025, eq. 13); 0 = off. overlong_penalty is its
-    factor. mask_truncated_completions: completions cut at L_max leave the loss and its denominator (DAPO, TRL).
-    correction: rollout correction for sampler/trainer mismatch (caujax/losses/correction.py): "token_truncate"
+    overlong_buffer / overlong_penalty: L_b of DAPO's soft overlong penalty (Yu et al. 2025, eq. 13; 0 = off) and
+    its factor.
+    mask_truncated_completions: completions cut at L_max leave the loss and its denominator (DAPO, TRL).
+    correction / correction_cap / correction_threshold: rollout correction for sampler/trainer mismatch (caujax/losses/correction.py): "token_truncate"
     multiplies each token's loss by min(π_old/q, correction_cap) (TIS, cap 2 as in Tunix/OpenRLHF); "sequence_mask"
     drops sequences whose mean |log π_old - log q| exceeds correction_threshold.
     log_every: a rollout table (prompt, completion, reward) is appended to <run_dir>/rollouts.jsonl every this many
@@ -158,9 +159,10 @@ class GRPOParams:
     advantage_estimator: "grpo" (group normalisation) or "rloo" (A_i = r_i - mean_{j≠i} r_j, Ahmadian et al. 2024).
     num_iterations: μ, optimizer passes over each rollout batch (old log-probs stored when > 1 or mini_batches > 1).
     mini_batches: optimizer steps per pass; a rollout samples mini_batches x data.batch_size completions.
-    dynamic_sampling: drop zero-spread groups and sample fresh prompts until the batch is full (DAPO), at most
-    max_resample_rounds extra rounds, then train on a logged partial batch.
+    dynamic_sampling / max_resample_rounds: drop zero-spread groups and sample fresh prompts until the batch is
+    full (DAPO), at most max_resample_rounds extra rounds, then train on a logged partial batch.
     entropy_coef: loss -= coef · mean token entropy (TRL 0.0).
+    rollout: sampling and rewards (RolloutParams).
     """
 
     rollout: RolloutParams = RolloutParams()
@@ -223,11 +225,14 @@ class PPOParams:
     "model", a separate critic decoder initialised from the policy's weights (OpenRLHF/TRL's separate value model).
     kl_coef / kl_estimator: the per-token penalty r_t = -kl_coef · KL_t in the reward (k1, TRL default; or k3).
     kl_coef 0 loads no reference model.
-    cliprange: ε of the clipped policy objective; cliprange_value: of the clipped value loss; vf_coef: c_v in
-    loss = pg + c_v · vf (TRL 0.1).
-    gamma / lam: γ and λ of GAE (Schulman et al. 2016); TRL 1.0 and 0.95. whiten_rewards: whiten the per-token
-    rewards (no mean shift) before GAE. Advantages are always whitened (masked mean/var, Bessel), as in TRL.
-    ppo_epochs x mini_batches: optimizer steps per rollout batch (TRL num_ppo_epochs=4, num_mini_batches=1).
+    cliprange: ε of the clipped policy objective (TRL 0.2).
+    cliprange_value: ε of the clipped value loss (TRL 0.2).
+    vf_coef: c_v in loss = pg + c_v · vf (TRL 0.1).
+    gamma / lam: γ and λ of GAE (Schulman et al. 2016); TRL 1.0 and 0.95.
+    whiten_rewards: whiten the per-token rewards (no mean shift) before GAE; advantages are always whitened (masked
+    mean/var, Bessel), as in TRL.
+    ppo_epochs / mini_batches: passes over each rollout batch, and optimizer steps per pass: ppo_epochs x
+    mini_batches optimizer steps per rollout batch (TRL num_ppo_epochs=4, num_mini_batches=1).
     missing_eos_penalty: subtracted from the score of a completion that never ended (TRL; None = off).
     rollout: sampling and rewards; PPO defaults to one completion per prompt at T = 0.7 (TRL).
     """
