@@ -32,6 +32,7 @@ from caujax import checkpoint, methods, train_cli
 from caujax import resume as resume_lib
 from caujax.config import RunConfig, to_json_dict
 from caujax.data import batches
+from caujax.distributed import initialize_from_env
 from caujax.data.examples import SourceContext, load_examples, texts
 from caujax.export import EXPORT_MARKER, check_peft_export, export, export_dir, exported_step
 from caujax.metrics_log import MetricsLog
@@ -252,7 +253,8 @@ def _loop(cfg, step_fn, graphdef, state, ref_params, data, table, lr, mesh, mana
     lines, tokens, last_logged, t0 = [], 0, start, time.perf_counter()
     source_metrics = getattr(data, "metrics", dict)     # online sources report their rollouts (rl/rollout.py)
     with MetricsLog(cfg.run_dir, start) as log, tqdm(total=cfg.steps, initial=start, desc=cfg.method,
-                                                     unit="step", dynamic_ncols=True, file=sys.stderr) as bar:
+                                                     unit="step", dynamic_ncols=True, file=sys.stderr,
+                                                     disable=jax.process_index() != 0) as bar:
         for step in range(start, cfg.steps):
             batch = data.next(Policy(graphdef, state))
             if table is not None:
@@ -315,6 +317,7 @@ def parse_args(argv: list[str]) -> tuple[RunConfig, bool]:
 
 def main(argv: list[str] | None = None) -> list[dict]:
     cfg, resume = parse_args(sys.argv[1:] if argv is None else argv)
+    initialize_from_env()                  # several processes (caujax/distributed.py), before any device is used
     return train(cfg, resume)
 
 

@@ -1,9 +1,40 @@
 #!/usr/bin/env bash
-# Train on a TPU pod slice: run this same command on every host at once, e.g.
-#   gcloud compute tpus tpu-vm ssh NAME --zone ZONE --worker=all \
-#     --command "cd caujax && launch/tpu_pod.sh --method sft --config configs/r1_qwen_14b_sft.py"
-# jax.distributed.initialize() discovers the pod's hosts; the mesh then spans every chip.
-# Needs the TPU build of jax: pip install -e . 'jax[tpu]'
+# Train on a TPU pod slice: the same command on every host at once; see --help.
 set -euo pipefail
+
+usage() {
+  cat <<'USAGE'
+usage: launch/tpu_pod.sh [-h|--help] CAUJAX_TRAIN_ARGS...
+
+Runs `python -m caujax.train CAUJAX_TRAIN_ARGS...` on this host as one process of a multi-host run. Start it on
+every worker of the TPU VM pod at once, e.g.
+
+  gcloud compute tpus tpu-vm ssh NAME --zone ZONE --worker=all \
+    --command "cd caujax && launch/tpu_pod.sh --method grpo --config configs/r1_qwen_14b_grpo.py"
+
+JAX finds the pod's hosts itself (CAUJAX_DISTRIBUTED=auto, caujax/distributed.py) and the
+("data", "fsdp", "tensor") mesh spans every chip of the slice. Each host loads the same deterministic batches and
+places only its own devices' rows; process 0 alone prints, logs and writes run files; every host writes its
+shards of the orbax checkpoint, so run_dir must be a directory all hosts share (NFS, a mounted bucket).
+
+Arguments (all passed to caujax.train; `python -m caujax.train --help` lists every field):
+  -h, --help             this text
+  --method M             sft, dpo, kto, ppo or grpo (default: the config's)
+  --config FILE.py       a preset, e.g. configs/r1_qwen_14b_grpo.py
+  --run_dir DIR          where metrics, checkpoints and the export go
+  --resume               continue run_dir from its last checkpoint
+  --FIELD=VALUE          any dotted config field, e.g. --mesh.fsdp=32 --mesh.tensor=2 --steps=500
+
+Environment:
+  PYTHON                 the interpreter (default python3); it needs the TPU build of jax:
+                         pip install -e . 'jax[tpu]'
+USAGE
+}
+
+case "${1:-}" in
+  -h|--help) usage; exit 0 ;;
+  "") usage >&2; exit 2 ;;
+esac
 cd "$(dirname "$0")/.."
-exec python -c 'import sys, jax; jax.distributed.initialize(); from caujax.train import main; main(sys.argv[1:])' "$@"
+export CAUJAX_DISTRIBUTED=auto
+exec "${PYTHON:-python3}" -m caujax.train "$@"

@@ -105,7 +105,7 @@ def test_adapter_off_reference_gives_the_dpo_loss_of_a_separate_copy_and_moves_o
     base, adapted = _adapted(cfg, LoRAConfig(rank=4, alpha=8, dropout=0.0), b_std=0.05)
     graphdef, params = nnx.split(adapted)
     rs = np.random.RandomState(0)
-    T, P = 20, 8                                     # 4 pairs: [chosen; rejected] rows
+    T = 20                                           # 8 rows: 4 pairs, [chosen; rejected]
     tokens = rs.randint(1, cfg.vocab_size, (8, T)).astype(np.int32)
     mask = np.ones((8, T), np.int32)
     loss_mask = np.zeros((8, T), np.int32)

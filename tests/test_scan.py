@@ -10,7 +10,7 @@ import pytest
 from flax import nnx
 
 from caujax.models import Decoder, init_cache
-from caujax.models.layout import check_layer_layout, is_matrix
+from caujax.models.layout import check_layer_layout
 from caujax.sampling import SamplingParams, sample_ids
 from model_fixtures import TINY, strong_weights as _strong_weights
 

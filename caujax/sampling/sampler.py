@@ -144,9 +144,10 @@ def _free_bytes(device) -> int | None:
 
 
 def check_cache_fits(cfg, rows: int, cache_len: int, shards: int = 1, device=None) -> int:
-    """Plan the cache before compiling: refuse with the numbers when one device's share cannot fit."""
+    """Plan the cache before compiling: refuse with the numbers when one device's share cannot fit. The device
+    asked is one of this process's own (another process's devices report no memory here)."""
     need = cache_bytes(cfg, rows, cache_len) // shards
-    free = _free_bytes(device or jax.devices()[0])
+    free = _free_bytes(device or jax.local_devices()[0])
     if free is not None and need > 0.9 * free:
         raise MemoryError(
             f"KV cache needs {need / 2**30:.2f} GiB per device ({rows} rows x {cache_len} slots, "

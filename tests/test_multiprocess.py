@@ -1,0 +1,97 @@
+"""Several processes, one mesh (issue 12): two `python -m caujax.train` processes on localhost, one CPU device each,
+joined by jax.distributed (caujax/distributed.py), against one process driving two CPU devices. Same mesh
+(data=2), same batches, same losses; one set of run files and one checkpoint, which one process resumes."""
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO
+
+TIMEOUT = 240          # seconds per launch; a process whose peer died waits on JAX's barrier, so never unbounded
+
+
+def _env(devices: int, **extra) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("JAX_", "CAUJAX_DISTRIBUTED"))}
+    env.update(JAX_PLATFORMS="cpu", XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}", **extra)
+    return env
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+def _train(config: str, run_dir, *args, processes: int = 1):
+    """Run caujax.train as `processes` processes (one device each) or as one process with two devices; returns
+    each process's output (stdout, then stderr). Fails the test with every process's output when one fails."""
+    cmd = [sys.executable, "-m", "caujax.train", "--config", config, f"--run_dir={run_dir}", "--mesh.data=2", *args]
+    if processes == 1:
+        envs = [_env(2)]
+    else:
+        port = _free_port()
+        envs = [_env(1, JAX_COORDINATOR_ADDRESS=f"localhost:{port}", JAX_NUM_PROCESSES=str(processes),
+                     JAX_PROCESS_ID=str(i)) for i in range(processes)]
+    procs = [subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for env in envs]
+    outs = []
+    for p in procs:
+        try:
+            outs.append(p.communicate(timeout=TIMEOUT))
+        except subprocess.TimeoutExpired:
+            for q in procs:
+                q.kill()
+            outs.append(p.communicate())
+    if any(p.returncode for p in procs):
+        logs = "\n".join(f"--- process {i} (exit {p.returncode}):\n{o[0][-3000:]}\n{o[1][-3000:]}"
+                         for i, (p, o) in enumerate(zip(procs, outs)))
+        pytest.fail(f"caujax.train failed:\n{logs}")
+    return [out + err for out, err in outs]
+
+
+def _metrics(run_dir) -> list[tuple[int, float, float]]:
+    lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [(m["step"], m["loss"], m["grad_norm"]) for m in lines]
+
+
+def _same(a, b):
+    assert [s for s, *_ in a] == [s for s, *_ in b]
+    for (_, loss_a, norm_a), (_, loss_b, norm_b) in zip(a, b):
+        assert loss_a == pytest.approx(loss_b, rel=1e-6, abs=1e-7) and norm_a == pytest.approx(norm_b, rel=1e-6)
+
+
+@pytest.mark.parametrize("config", ["configs/tiny.py", "configs/tiny_grpo.py"], ids=["sft", "grpo"])
+def test_two_processes_train_as_one_and_resume_on_one(tmp_path, config):
+    two, one = tmp_path / "two", tmp_path / "one"
+    said = _train(config, two, "--steps=2", processes=2)
+    _train(config, one, "--steps=3")
+    _same(_metrics(two), _metrics(one)[:2])
+    # Process 0 alone speaks and writes: one summary, one metrics line per step, one checkpoint per step.
+    assert "done: steps 1..2 of 2" in said[0] and "done:" not in said[1] and "step/s" not in said[1]
+    assert sorted(p.name for p in (two / "checkpoints").iterdir() if p.name.isdigit()) == ["1", "2"]
+    assert (two / "hf" / "config.json").exists()
+    # The two-process checkpoint resumes in one process and goes on as the uninterrupted run did.
+    _train(config, two, "--steps=3", "--resume")
+    _same(_metrics(two), _metrics(one))
+
+
+@pytest.mark.parametrize("env, message", [
+    ({"JAX_COORDINATOR_ADDRESS": "h:1", "JAX_NUM_PROCESSES": "2"}, "JAX_PROCESS_ID not"),
+    ({"JAX_COORDINATOR_ADDRESS": "h:1", "JAX_NUM_PROCESSES": "two", "JAX_PROCESS_ID": "0"}, "'two' is not an integer"),
+    ({"JAX_COORDINATOR_ADDRESS": "h:1", "JAX_NUM_PROCESSES": "2", "JAX_PROCESS_ID": "2"}, "must be in [0, 2)"),
+    ({"CAUJAX_DISTRIBUTED": "yes"}, "the only value is 'auto'"),
+])
+def test_a_half_said_launch_is_refused_by_name(env, message):
+    from caujax.distributed import initialize_from_env
+    with pytest.raises(ValueError, match=re.escape(message)):
+        initialize_from_env(env)
+
+
+def test_no_launch_variables_means_one_process():
+    from caujax.distributed import initialize_from_env
+    assert initialize_from_env({"PATH": "/bin"}) is False
