@@ -46,6 +46,9 @@ BENCHMARKS = [
                                                             "--prompt-len", "64", "--new", "32", "--repeats", "2",
                                                             "--dtype", "bfloat16", "--temperature", "0.6",
                                                             "--top-p", "0.95"]),
+    # On a GPU/TPU: --shape Qwen2.5-1.5B-Instruct --batch 8 --seq-len 2048 --decode-rows 64 (bench/README.md).
+    ("mfu-smoke", "bench.mfu", ["--dtype", "float32", "--layers", "4", "--dim", "512", "--batch", "4",
+                                "--seq-len", "256", "--decode-rows", "16", "--new-tokens", "64"]),
 ]
 
 

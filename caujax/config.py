@@ -11,7 +11,7 @@ import typing
 from typing import Literal
 
 from caujax.methods import METHODS
-from caujax.models.config import DType, LoRAConfig, ModelConfig
+from caujax.models.config import DType, LoRAConfig, ModelConfig, RematPolicy, remat_policy
 
 Method = Literal[tuple(METHODS)]        # the method names, from the method table
 
@@ -26,7 +26,9 @@ class ModelSource:
     #                                     SentencePiece model trained on the run's text (data/batches.py)
     param_dtype: DType = "float32"      # master weights θ, and the optimizer moments, are kept in this dtype
     compute_dtype: DType = "bfloat16"   # matmul/activation dtype of the forward and backward passes
-    remat: bool = False                 # recompute each decoder block in the backward pass (memory for FLOPs)
+    remat: RematPolicy = "none"         # what each decoder block keeps for the backward pass: "none", "full",
+    #                                     "save_dots", "save_attention" (models/config.py REMAT_POLICIES); memory
+    #                                     for FLOPs, chosen per preset by python -m caujax.plan
     attention: str = "auto"             # "auto", "plain", "blockwise" or "dot_product" (models/attention.py)
     attention_block: int = 256          # query/key block of the blockwise kernel
     init_seed: int = 0                  # seed of the random init (and of LoRA's A matrices)
@@ -35,6 +37,7 @@ class ModelSource:
     def __post_init__(self):
         if self.path is None and self.arch is None:
             raise ValueError("model: set model.path (a checkpoint) or model.arch (a random init)")
+        object.__setattr__(self, "remat", remat_policy(self.remat))
 
 
 @dataclasses.dataclass(frozen=True)

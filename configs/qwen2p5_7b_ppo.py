@@ -14,6 +14,11 @@ CauGym did not publish PPO hyperparameters. Where each value comes from:
   prompts up to 1,024 tokens, completions up to 2,048: our choice.
 3,500 prompts / 128 per rollout = 27 rollouts per pass over the data; 108 rollouts (about 4 passes) = 432
 optimizer steps.
+
+Memory (python -m caujax.plan --config configs/qwen2p5_7b_ppo.py --mesh fsdp=8 --model.remat=X; GiB per device):
+train step peak none 147, save_dots 71, save_attention 44, full 41; rollout peak 69 whatever the policy (train
+state, sampler weights, KV cache). So remat='save_attention': no policy fits one 8 x 80 GB node; bench/README.md
+"Planner" has the meshes that do.
 """
 from caujax.config import CheckpointConfig, DataConfig, MeshConfig, ModelSource, OptimConfig, RunConfig
 from caujax.losses.params import PPOParams, RolloutParams
@@ -23,7 +28,7 @@ def get_config() -> RunConfig:
     return RunConfig(
         method="ppo",
         model=ModelSource(path="checkpoints/Qwen2.5-7B-Instruct", param_dtype="float32", compute_dtype="bfloat16",
-                          remat=True),
+                          remat="save_attention"),
         steps=432,
         run_dir="runs/qwen2p5_7b_ppo",
         data=DataConfig(source="../shared/caugym/train/online_rl.parquet", num_examples=0, batch_size=64,

@@ -82,10 +82,10 @@ def test_parse_overrides_accepts_both_spellings():
 
 def test_overrides_convert_by_field_type():
     cfg = load_preset(CONFIGS / "tiny.py")
-    new = apply_overrides(cfg, {"optim.lr": "1e-5", "steps": "7", "model.remat": "true", "dpo.beta": "1",
+    new = apply_overrides(cfg, {"optim.lr": "1e-5", "steps": "7", "model.remat": "save_dots", "dpo.beta": "1",
                                 "data.micro_batch_size": "none", "model.arch.num_layers": "3",
                                 "optim.max_grad_norm": "None", "method": "kto", "kto.desirable_weight": "1.33"})
-    assert new.optim.lr == 1e-5 and new.steps == 7 and new.model.remat is True and new.dpo.beta == 1.0
+    assert new.optim.lr == 1e-5 and new.steps == 7 and new.model.remat == "save_dots" and new.dpo.beta == 1.0
     assert new.data.micro_batch_size is None and new.data.num_micro_batches == 1
     assert new.model.arch.num_layers == 3 and new.optim.max_grad_norm is None and new.method == "kto"
     assert cfg.steps == 2                 # frozen: the original is untouched
@@ -112,8 +112,10 @@ def test_bad_values_are_named_with_the_key():
         apply_overrides(cfg, {"optim.schedule": "cosin"})
     with pytest.raises(ValueError, match=r"--method=reinforce: expected one of \('sft', 'dpo', 'kto', 'grpo', 'ppo'\)"):
         apply_overrides(cfg, {"method": "reinforce"})
-    with pytest.raises(ValueError, match=r"--model.remat=yes: expected true or false"):
-        apply_overrides(cfg, {"model.remat": "yes"})
+    with pytest.raises(ValueError, match=r"--data.packing=yes: expected true or false"):
+        apply_overrides(cfg, {"data.packing": "yes"})
+    with pytest.raises(ValueError, match=r"--model.remat=save_dot: expected one of .*did you mean 'save_dots'"):
+        apply_overrides(cfg, {"model.remat": "save_dot"})
 
 
 def test_validation_runs_on_overridden_values():

@@ -99,6 +99,14 @@ def test_grpo_step_on_a_2x2x2_mesh_equals_one_device(grpo_run, tmp_path):
     _same_step(lines[0], grpo_run[1][0], rtol=1e-5)
 
 
+def test_ppo_step_on_a_2x2x2_mesh_equals_one_device(ppo_run, tmp_path):
+    """PPO's rollout, value head and update on 8 fake devices (fsdp and tensor both 2): the first rollout's two
+    optimizer steps (ppo_epochs x mini_batches) of the 1-device run."""
+    lines = _run("tiny_ppo.py", tmp_path, "--steps=2", "--mesh.data=2", "--mesh.fsdp=2", "--mesh.tensor=2")
+    for sharded, single in zip(lines, ppo_run[1][:2], strict=True):
+        _same_step(sharded, single, rtol=1e-5)
+
+
 def test_grpo_full_batch_equals_micro_batches(grpo_run, tmp_path):
     """The fixture accumulates 2 micro-batches of 8 completions; one batch of 16 gives the same step."""
     lines = _run("tiny_grpo.py", tmp_path, "--steps=1", "--data.micro_batch_size=16")

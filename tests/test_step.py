@@ -147,7 +147,7 @@ def test_dpo_micro_batches_keep_pairs_together():
     np.testing.assert_array_equal(mbs["ref_chosen_B"], [[0, 1], [2, 3]])
 
 
-@pytest.mark.parametrize("method", ["sft", "dpo"])
+@pytest.mark.parametrize("method", ["sft", "dpo", "kto"])
 def test_step_on_2x2x2_mesh_equals_one_device(sgd_steps, tiny, method):
     assert len(jax.devices()) == 8, "conftest.py should fake 8 CPU devices"
     single, [m1] = sgd_steps(method, 1)
@@ -158,8 +158,10 @@ def test_step_on_2x2x2_mesh_equals_one_device(sgd_steps, tiny, method):
     assert diff <= TOL and m1["loss"] == pytest.approx(m8["loss"], abs=TOL)
 
 
-def test_remat_gives_the_same_step(sgd_steps, tiny):
-    remat_graphdef, _ = nnx.split(nnx.eval_shape(lambda: Decoder(CFG.replace(remat=True), rngs=nnx.Rngs(0))))
+@pytest.mark.parametrize("policy", ["full", "save_dots", "save_attention"])
+def test_remat_gives_the_same_step(sgd_steps, tiny, policy):
+    """Every remat policy (models/config.py REMAT_POLICIES) only trades memory for FLOPs: the same step."""
+    remat_graphdef, _ = nnx.split(nnx.eval_shape(lambda: Decoder(CFG.replace(remat=policy), rngs=nnx.Rngs(0))))
     remat, _ = _run(tiny, "sft", 1, _one_device(), optax.sgd(1.0), graphdef=remat_graphdef)
     plain, _ = sgd_steps("sft", 1)
     assert _max_diff(remat, plain) <= TOL
@@ -167,7 +169,7 @@ def test_remat_gives_the_same_step(sgd_steps, tiny):
 
 def test_loss_is_finite_and_decreases_with_bf16_compute_and_f32_master_weights(tiny):
     graphdef, _ = nnx.split(nnx.eval_shape(
-        lambda: Decoder(CFG.replace(compute_dtype="bfloat16", remat=True), rngs=nnx.Rngs(0))))
+        lambda: Decoder(CFG.replace(compute_dtype="bfloat16", remat="full"), rngs=nnx.Rngs(0))))
     tx = make_optimizer(OptimConfig(lr=1e-2, warmup_ratio=0.2, max_grad_norm=1.0), total_steps=6)
     params, history = _run(tiny, "sft", 2, _one_device(), tx, steps=6, graphdef=graphdef)
     losses = [h["loss"] for h in history]

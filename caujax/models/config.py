@@ -58,6 +58,26 @@ class LoRAConfig:
         return (self.alpha if self.alpha is not None else self.rank) / self.rank
 
 
+RematPolicy = Literal["none", "full", "save_dots", "save_attention"]
+# What a decoder block keeps for the backward pass; the rest is recomputed there (jax.checkpoint policies).
+REMAT_POLICIES = {
+    "none": "keep every activation (fastest, most memory)",
+    "full": "keep only the block's input; recompute the whole block (least memory, ~1/3 more FLOPs)",
+    "save_dots": "keep the projections' outputs (matmuls without batch dimensions); recompute norms, "
+                 "activations and attention (jax.checkpoint_policies.dots_with_no_batch_dims_saveable)",
+    "save_attention": "keep each block's attention output (checkpoint_name 'attn_out'); recompute the rest",
+}
+
+
+def remat_policy(value) -> str:
+    """A REMAT_POLICIES key; the former booleans still read (True = "full", False = "none"). ValueError otherwise."""
+    if isinstance(value, bool):
+        return "full" if value else "none"
+    if value not in REMAT_POLICIES:
+        raise ValueError(f"remat={value!r}; expected one of {', '.join(map(repr, REMAT_POLICIES))}")
+    return value
+
+
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
     """Decoder hyperparameters. Letters refer to the axis glossary at the top of decoder.py."""
@@ -91,7 +111,7 @@ class ModelConfig:
     attention: Literal["auto", "plain", "blockwise", "dot_product"] = "auto"   # kernel (models/attention.py);
     #                                     auto: plain for one decoded token, blockwise otherwise
     attention_block: int = 256          # query/key block of the blockwise kernel
-    remat: bool = False                 # training: recompute each block's activations in the backward pass
+    remat: RematPolicy = "none"         # training: what each block keeps for the backward pass (REMAT_POLICIES)
     lora: LoRAConfig | None = None      # low-rank adapters on the projections (models/lora.py); None = none
     scan_layers: bool = True            # one compiled block applied by lax.scan over the stacked [L, ...] layers;
     #                                     False: a Python loop over the same parameters (L compiled blocks; tests)
@@ -112,6 +132,7 @@ class ModelConfig:
             raise ValueError(f"attention={self.attention!r}; expected 'auto', 'plain', 'blockwise' or 'dot_product'")
         if self.attention_block < 1:
             raise ValueError(f"attention_block={self.attention_block} must be >= 1")
+        object.__setattr__(self, "remat", remat_policy(self.remat))
         for name in ("param_dtype", "compute_dtype"):
             if getattr(self, name) not in ("float32", "bfloat16"):
                 raise ValueError(f"{name}={getattr(self, name)!r}; expected 'float32' or 'bfloat16'")

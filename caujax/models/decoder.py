@@ -26,11 +26,17 @@ import math
 import jax
 import jax.numpy as jnp
 from flax import nnx
+from jax.ad_checkpoint import checkpoint_name
 
 from caujax.models.attention import attend
 from caujax.models.config import ModelConfig
 from caujax.models.lora import adapters_of, project
 from caujax.sharding import constrain
+
+# jax.checkpoint policy per ModelConfig.remat (models/config.py REMAT_POLICIES says what each keeps); "full" is
+# jax's default: nothing saveable but the block's arguments.
+_REMAT = {"full": None, "save_dots": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+          "save_attention": jax.checkpoint_policies.save_only_these_names("attn_out")}
 
 Cache = dict[str, jax.Array]     # k_LBSKH, v_LBSKH, pos_LBS (-1 marks an empty slot); one S for every layer
 
@@ -232,6 +238,7 @@ class Block(nnx.Module):
                  key=None):
         a_BTD, cache = self.attn(self.attn_norm(x_BTD), positions_BT, mask_BT, cache, layer, inv_freq, is_local,
                                  prefill, key)
+        a_BTD = checkpoint_name(a_BTD, "attn_out")          # what remat="save_attention" keeps
         x_BTD = x_BTD + (self.post_attn_norm(a_BTD) if self.sandwich else a_BTD)
         # The MLP's projections fold in their own indices too: a distinct stream keeps them off attention's.
         m_BTD = self.mlp(self.mlp_norm(x_BTD), None if key is None else jax.random.fold_in(key, 1 << 16))
@@ -281,8 +288,8 @@ class Decoder(nnx.Module):
             x_BTD = constrain(x_BTD, "batch", "seq", None)   # D replicated: fsdp shards weights only
             return nnx.merge(graphdef, params)(x_BTD, positions_BT, mask_BT, cache, layer, inv_freq, is_local,
                                                prefill=prefill, key=key)    # prefill stays a static Python bool
-        if cfg.remat:   # inside a scan, the scan already keeps XLA from merging the recomputation away
-            block = jax.checkpoint(block, prevent_cse=not cfg.scan_layers)
+        if cfg.remat != "none":   # inside a scan, the scan already keeps XLA from merging the recomputation away
+            block = jax.checkpoint(block, prevent_cse=not cfg.scan_layers, policy=_REMAT[cfg.remat])
 
         if cfg.scan_layers:
             # The KV cache rides in the carry, so each layer's scatter updates the stacked buffer in place.
