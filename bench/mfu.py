@@ -21,7 +21,9 @@ import time
 
 # Vendor datasheet figures, dense (no sparsity) bf16 TFLOP/s and HBM GB/s per chip.
 PEAKS = {
-    "H200": (989.0, 4800.0), "H100": (989.0, 3350.0), "A100": (312.0, 2039.0), "L4": (121.0, 300.0),
+    "H200": (989.0, 4800.0), "H100 PCIe": (756.0, 2000.0), "H100 NVL": (835.0, 3900.0),
+    "H100": (989.0, 3350.0),                      # SXM; after the PCIe and NVL entries, which contain "H100" too
+    "A100": (312.0, 2039.0), "L4": (121.0, 300.0),
     "TPU v6": (918.0, 1640.0), "TPU v5p": (459.0, 2765.0), "TPU v5 lite": (197.0, 819.0), "TPU v5e": (197.0, 819.0),
     "TPU v4": (275.0, 1228.0), "TPU v5": (459.0, 2765.0),    # JAX names v5p "TPU v5": after the lite entries
 }

@@ -33,8 +33,12 @@ def shape_config(*places):
         for path in (pathlib.Path(place), SHAPES / f"{place}.json"):
             tried.append(str(path))
             if path.is_file():
-                fields = json.loads(path.read_text())
-                hf = transformers.AutoConfig.for_model(fields.pop("model_type"), **fields)
+                try:
+                    fields = json.loads(path.read_text())
+                    hf = transformers.AutoConfig.for_model(fields.pop("model_type"), **fields)
+                except (ValueError, KeyError, TypeError, AttributeError) as err:   # JSONDecodeError is a ValueError
+                    raise ValueError(f"{path}: not a usable config.json ({type(err).__name__}: {err}); it needs "
+                                     f"model_type and the architecture's fields") from None
                 return config_from_hf(hf, source=str(path))
     raise FileNotFoundError(f"no architecture for the plan: looked for {', '.join(dict.fromkeys(tried))} (pass "
                             f"--shape NAME or a config.json; shipped: "
@@ -251,6 +255,7 @@ def _plan_sampler(plan: Plan, cfg, section, mesh, graphdef, params, arch) -> Non
         compiled = _sample.lower(graphdef, placed, rows, rows, key, params=sp, eos_ids=(0,), stop_ids=(),
                                  cache_len=P + M).compile()
     plan.sampler_params_b = shard_bytes(params, tree_shardings(params, mesh, SAMPLE_RULES))
-    plan.kv_cache_b = cache_bytes(arch, B * ro.n, P + M) // shards
+    heads = mesh.shape["tensor"] if arch.num_kv_heads % mesh.shape["tensor"] == 0 else 1   # kv_heads -> tensor
+    plan.kv_cache_b = cache_bytes(arch, B * ro.n, P + M) // (shards * heads)
     plan.sampler_temp_b = int(compiled.memory_analysis().temp_size_in_bytes)
     plan.sampler_collectives = collectives(compiled.as_text())

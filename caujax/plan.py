@@ -44,9 +44,9 @@ def parse_mesh(text: str) -> dict[str, int]:
 
 def parse_bytes(text: str) -> int:
     """"95GiB", "80GB", "16e9" -> bytes."""
-    m = re.fullmatch(r"\s*([\d.e+]+)\s*(GiB|GB|MiB|MB|TiB|TB|B)?\s*", text)
-    if not m:
-        raise ValueError(f"--hbm {text!r}: expected a size such as 95GiB or 80GB")
+    m = re.fullmatch(r"\s*(\d+(?:\.\d*)?(?:e\d+)?)\s*(GiB|GB|MiB|MB|TiB|TB|B)?\s*", text)
+    if not m or float(m[1]) <= 0:
+        raise ValueError(f"--hbm {text!r}: expected a positive size such as 95GiB or 80GB")
     unit = {"GiB": GiB, "GB": 10 ** 9, "MiB": 2 ** 20, "MB": 10 ** 6, "TiB": 2 ** 40, "TB": 10 ** 12}.get(m[2], 1)
     return int(float(m[1]) * unit)
 
@@ -56,7 +56,7 @@ def warnings_for(cfg, sizes: dict[str, int]) -> list[str]:
     ways = sizes["data"] * sizes["fsdp"]
     micro = cfg.data.batch_size // cfg.data.num_micro_batches * (2 if cfg.method == "dpo" else 1)
     out = []
-    if micro % ways:
+    if micro % ways and not cfg.data.batch_size % ways:       # (a batch that does not split is refused anyway)
         out.append(f"a micro-batch's {micro} rows do not split over data x fsdp = {ways}: every device computes "
                    f"all of them (step._rows_spec replicates them); set data.micro_batch_size to a multiple of "
                    f"{ways}")
@@ -96,21 +96,27 @@ def report(plan: Plan, hbm: int | None, title: str) -> str:
             lines.append(f"collectives, {name}: " + "; ".join(parts))
     if hbm:
         verdict = "fits" if plan.peak_b <= hbm else "does NOT fit"
-        lines.append(f"peak {plan.peak_b / GiB:.2f} GiB of {hbm / GiB:.2f} GiB per device: {verdict}")
+        lines.append(f"peak {plan.peak_b / size:.2f} {unit} of {hbm / size:.2f} {unit} per device: {verdict}")
     return "\n".join(lines)
+
+
+def _count(n: int) -> str:
+    return f"{n / 1e9:.2f} billion" if n >= 1e8 else f"{n / 1e6:.2f} million" if n >= 1e5 else f"{n:,}"
 
 
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m caujax.plan", description=__doc__, allow_abbrev=False,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", required=True, help="a preset, e.g. configs/r1_qwen_14b_grpo.py")
-    ap.add_argument("--method", default=None, help="override the preset's method")
+    ap.add_argument("--method", default=None, choices=["sft", "dpo", "kto", "grpo", "ppo"],
+                    help="override the preset's method")
     ap.add_argument("--mesh", required=True, metavar="data=D,fsdp=F,tensor=T", help="the mesh to plan for")
     ap.add_argument("--hbm", default=None, metavar="SIZE", help="memory per device, e.g. 95GiB (H100 NVL: 94GB, "
                     "TPU v5p: 95GiB, v5e: 16GiB); with it the plan says whether the run fits and, if not, what does")
     ap.add_argument("--shape", default=None, metavar="NAME|config.json",
                     help="architecture: a name in configs/shapes or a config.json (default: from model.path)")
-    ap.add_argument("--tries", type=int, default=4, help="meshes compiled at most while looking for one that fits")
+    ap.add_argument("--tries", type=int, default=4,
+                    help="meshes compiled at most while looking for one that fits (default 4)")
     ap.add_argument("--json", action="store_true", help="print the plan as one JSON object instead of the table")
     return ap
 
@@ -124,12 +130,15 @@ def main(argv: list[str] | None = None) -> Plan:
     flags = os.environ.get("XLA_FLAGS", "")
     if "xla_force_host_platform_device_count" not in flags:
         os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={4 * n}".strip()
-    os.environ.setdefault("JAX_PLATFORMS", "cpu")
+    os.environ["JAX_PLATFORMS"] = "cpu"          # the plan is compiled on the host CPU whatever the machine has
     import jax
 
     from caujax.config import apply_overrides, load_preset, parse_overrides
 
     overrides = parse_overrides(rest)
+    if any(k.startswith("mesh.") for k in overrides):
+        raise ValueError(f"{', '.join('--' + k for k in overrides if k.startswith('mesh.'))}: the planner's mesh is "
+                         f"--mesh data=D,fsdp=F,tensor=T (the preset's mesh is not read)")
     if args.method:
         overrides = {"method": args.method, **overrides}
     cfg = apply_overrides(load_preset(args.config), overrides)
@@ -138,8 +147,8 @@ def main(argv: list[str] | None = None) -> Plan:
         print(f"caujax.plan: warning: {w}", file=sys.stderr)
     plan = make_plan(cfg, sizes, arch)
     name = args.shape or (pathlib.Path(cfg.model.path).name if cfg.model.path else "model.arch")
-    title = (f"caujax.plan: {cfg.method} of {name} ({plan.param_count / 1e9:.2f} B parameters, "
-             f"{plan.trainable_count / 1e9:.3f} B trained), mesh data={sizes['data']} fsdp={sizes['fsdp']} "
+    title = (f"caujax.plan: {cfg.method} of {name} ({_count(plan.param_count)} parameters, "
+             f"{_count(plan.trainable_count)} trained), mesh data={sizes['data']} fsdp={sizes['fsdp']} "
              f"tensor={sizes['tensor']} ({n} devices, {cfg.model.param_dtype} weights, "
              f"{cfg.model.compute_dtype} compute, remat={cfg.model.remat})")
     out = {"plan": dataclasses.asdict(plan) | {"step_peak_b": plan.step_peak_b, "rollout_peak_b": plan.rollout_peak_b,

@@ -17,10 +17,10 @@ CauGym did not publish its GRPO hyperparameters. Where each value comes from:
   scale down, keeping the rollout reused so stored old log-probs and the clip matter).
 3,500 prompts / 32 per rollout = 109 rollouts per epoch; 2 epochs = 218 rollouts = 436 optimizer steps.
 
-Memory (python -m caujax.plan --config configs/qwen2p5_7b_grpo.py --mesh fsdp=8 --model.remat=X; GiB per device):
-train step peak none 74, save_dots 36, save_attention 22, full 21; rollout peak 57 whatever the policy (train state,
-sampler weights, KV cache). So remat='save_dots', the fastest policy whose planned peak leaves 20% of an 80 GB GPU
-free.
+Planned memory (python -m caujax.plan --config configs/qwen2p5_7b_grpo.py --mesh fsdp=8 --model.remat=X), GiB per
+device: train step peak none 74, save_dots 36, save_attention 22, full 21. So remat='save_dots', the fastest policy
+whose step leaves 20% of an 80 GB GPU free. The rollout peak, 57 whatever the policy (train state, sampler weights,
+KV cache), fits too.
 """
 from caujax.config import CheckpointConfig, DataConfig, MeshConfig, ModelSource, OptimConfig, RunConfig
 from caujax.losses.params import GRPOParams, RolloutParams

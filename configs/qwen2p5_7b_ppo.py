@@ -15,10 +15,11 @@ CauGym did not publish PPO hyperparameters. Where each value comes from:
 3,500 prompts / 128 per rollout = 27 rollouts per pass over the data; 108 rollouts (about 4 passes) = 432
 optimizer steps.
 
-Memory (python -m caujax.plan --config configs/qwen2p5_7b_ppo.py --mesh fsdp=8 --model.remat=X; GiB per device):
-train step peak none 147, save_dots 71, save_attention 44, full 41; rollout peak 69 whatever the policy (train
-state, sampler weights, KV cache). So remat='save_attention': no policy fits one 8 x 80 GB node; bench/README.md
-"Planner" has the meshes that do.
+Planned memory (python -m caujax.plan --config configs/qwen2p5_7b_ppo.py --mesh fsdp=8 --model.remat=X), GiB per
+device: train step peak none 147, save_dots 71, save_attention 44, full 41. So remat='save_attention', the fastest
+policy whose step leaves 20% of an 80 GB GPU free. The rollout peak, 69 whatever the policy (train state, sampler
+weights, KV cache), is above the 67 GiB that launch/gpu.sh's default memory fraction (0.9) leaves on an 80 GB GPU:
+add --mesh.tensor=2 on 16 GPUs, as the planner suggests for the 14B presets (bench/README.md "Planner").
 """
 from caujax.config import CheckpointConfig, DataConfig, MeshConfig, ModelSource, OptimConfig, RunConfig
 from caujax.losses.params import PPOParams, RolloutParams

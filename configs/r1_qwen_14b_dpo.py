@@ -11,9 +11,9 @@ dtype) passed to each step; `--reference.mode=cached` instead runs it once befor
 and frees its memory.
 tokens per step = 2 x 32 pairs x 4096; 3,500 pairs / 32 = 109 steps per epoch, 2 epochs (our choice) = 218 steps.
 
-Memory (python -m caujax.plan --config configs/r1_qwen_14b_dpo.py --mesh fsdp=8 --model.remat=X; GiB per device):
-train step peak none 269, save_dots 108, save_attention 57, full 49. So remat='save_attention', the fastest policy
-whose planned peak leaves 20% of an 80 GB GPU free.
+Planned memory (python -m caujax.plan --config configs/r1_qwen_14b_dpo.py --mesh fsdp=8 --model.remat=X), GiB per
+device: train step peak none 269, save_dots 108, save_attention 57, full 49. So remat='save_attention', the fastest
+policy whose step leaves 20% of an 80 GB GPU free.
 """
 from caujax.config import CheckpointConfig, DataConfig, MeshConfig, ModelSource, OptimConfig, RunConfig
 from caujax.losses.params import DPOParams

@@ -17,10 +17,10 @@ CauGym did not publish its GRPO hyperparameters. Where each value comes from:
   scale down, keeping the rollout reused so stored old log-probs and the clip matter).
 3,500 prompts / 32 per rollout = 109 rollouts per epoch; 2 epochs = 218 rollouts = 436 optimizer steps.
 
-Memory (python -m caujax.plan --config configs/r1_qwen_14b_grpo.py --mesh fsdp=8 --model.remat=X; GiB per device):
-train step peak none 181, save_dots 78, save_attention 46, full 42; rollout peak 132 whatever the policy (train
-state, sampler weights, KV cache). So remat='save_dots': no policy fits one 8 x 80 GB node; bench/README.md
-"Planner" has the meshes that do.
+Planned memory (python -m caujax.plan --config configs/r1_qwen_14b_grpo.py --mesh fsdp=8 --model.remat=X), GiB per
+device: train step peak none 181, save_dots 78, save_attention 46, full 42. So remat='save_attention', the fastest
+policy whose step leaves 20% of an 80 GB GPU free. The rollout peak, 132 whatever the policy (train state, sampler
+weights, KV cache), does not fit one 8 x 80 GB node: bench/README.md "Planner" has the meshes that do.
 """
 from caujax.config import CheckpointConfig, DataConfig, MeshConfig, ModelSource, OptimConfig, RunConfig
 from caujax.losses.params import GRPOParams, RolloutParams
@@ -30,7 +30,7 @@ def get_config() -> RunConfig:
     return RunConfig(
         method="grpo",
         model=ModelSource(path="checkpoints/DeepSeek-R1-Distill-Qwen-14B", param_dtype="float32",
-                          compute_dtype="bfloat16", remat="save_dots"),
+                          compute_dtype="bfloat16", remat="save_attention"),
         steps=436,
         run_dir="runs/r1_qwen_14b_grpo",
         data=DataConfig(source="../shared/caugym/train/online_rl.parquet", num_examples=0, batch_size=128,

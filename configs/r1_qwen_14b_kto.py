@@ -10,9 +10,9 @@ which caujax.data.pairs gives (one worked and one wrong solution per problem), s
 within each micro-batch.
 tokens per step = 64 x 4096; 7,000 examples / 64 = 109 steps per epoch, 2 epochs (our choice) = 218 steps.
 
-Memory (python -m caujax.plan --config configs/r1_qwen_14b_kto.py --mesh fsdp=8 --model.remat=X; GiB per device):
-train step peak none 269, save_dots 108, save_attention 57, full 49. So remat='save_attention', the fastest policy
-whose planned peak leaves 20% of an 80 GB GPU free.
+Planned memory (python -m caujax.plan --config configs/r1_qwen_14b_kto.py --mesh fsdp=8 --model.remat=X), GiB per
+device: train step peak none 269, save_dots 108, save_attention 57, full 49. So remat='save_attention', the fastest
+policy whose step leaves 20% of an 80 GB GPU free.
 """
 from caujax.config import CheckpointConfig, DataConfig, MeshConfig, ModelSource, OptimConfig, RunConfig
 from caujax.losses.params import KTOParams

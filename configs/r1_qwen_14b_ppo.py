@@ -15,10 +15,10 @@ CauGym did not publish PPO hyperparameters. Where each value comes from:
 3,500 prompts / 128 per rollout = 27 rollouts per pass over the data; 108 rollouts (about 4 passes) = 432
 optimizer steps.
 
-Memory (python -m caujax.plan --config configs/r1_qwen_14b_ppo.py --mesh fsdp=8 --model.remat=X; GiB per device):
-train step peak none 362, save_dots 160, save_attention 94, full 84; rollout peak 142 whatever the policy (train
-state, sampler weights, KV cache). So remat='save_attention': no policy fits one 8 x 80 GB node; bench/README.md
-"Planner" has the meshes that do.
+Planned memory (python -m caujax.plan --config configs/r1_qwen_14b_ppo.py --mesh fsdp=8 --model.remat=X), GiB per
+device: train step peak none 362, save_dots 160, save_attention 94, full 84. No policy leaves 20% of an 80 GB GPU
+free; remat='full' needs the least. The rollout peak, 142 whatever the policy (train state, sampler weights, KV
+cache), does not fit one 8 x 80 GB node: bench/README.md "Planner" has the meshes that do.
 """
 from caujax.config import CheckpointConfig, DataConfig, MeshConfig, ModelSource, OptimConfig, RunConfig
 from caujax.losses.params import PPOParams, RolloutParams
@@ -28,7 +28,7 @@ def get_config() -> RunConfig:
     return RunConfig(
         method="ppo",
         model=ModelSource(path="checkpoints/DeepSeek-R1-Distill-Qwen-14B", param_dtype="float32",
-                          compute_dtype="bfloat16", remat="save_attention"),
+                          compute_dtype="bfloat16", remat="full"),
         steps=432,
         run_dir="runs/r1_qwen_14b_ppo",
         data=DataConfig(source="../shared/caugym/train/online_rl.parquet", num_examples=0, batch_size=64,

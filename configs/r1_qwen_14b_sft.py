@@ -10,9 +10,9 @@ solutions of generated problems, as many as its RL training set (3,500), rendere
 Memory: 14.8B params x (4 B master + 8 B Adam moments + 4 B gradient) = 237 GB, sharded over fsdp; bf16 activations
 with remat. tokens per step = 64 x 4096 = 262k; 3,500 examples / 64 = 55 steps per epoch, 3 epochs = 164 steps.
 
-Memory (python -m caujax.plan --config configs/r1_qwen_14b_sft.py --mesh fsdp=8 --model.remat=X; GiB per device):
-train step peak none 265, save_dots 104, save_attention 53, full 46. So remat='save_attention', the fastest policy
-whose planned peak leaves 20% of an 80 GB GPU free.
+Planned memory (python -m caujax.plan --config configs/r1_qwen_14b_sft.py --mesh fsdp=8 --model.remat=X), GiB per
+device: train step peak none 265, save_dots 104, save_attention 53, full 46. So remat='save_attention', the fastest
+policy whose step leaves 20% of an 80 GB GPU free.
 """
 from caujax.config import CheckpointConfig, DataConfig, MeshConfig, ModelSource, OptimConfig, RunConfig
 

@@ -16,11 +16,12 @@ JAX finds the pod's hosts itself (CAUJAX_DISTRIBUTED=auto, caujax/distributed.py
 ("data", "fsdp", "tensor") mesh spans every chip of the slice. Each host loads the same deterministic batches and
 places only its own devices' rows; process 0 alone prints, logs and writes run files; every host writes its
 shards of the orbax checkpoint, so run_dir must be a directory all hosts share (NFS, a mounted bucket).
+Paths are relative to the directory it is run from; caujax must be installed there (pip install -e .).
 
 Arguments (all passed to caujax.train; `python -m caujax.train --help` lists every field):
   -h, --help             this text
+  --config FILE.py       a preset, e.g. configs/r1_qwen_14b_grpo.py (required)
   --method M             sft, dpo, kto, ppo or grpo (default: the config's)
-  --config FILE.py       a preset, e.g. configs/r1_qwen_14b_grpo.py
   --run_dir DIR          where metrics, checkpoints and the export go
   --resume               continue run_dir from its last checkpoint
   --FIELD=VALUE          any dotted config field, e.g. --mesh.fsdp=32 --mesh.tensor=2 --steps=500
@@ -35,6 +36,5 @@ case "${1:-}" in
   -h|--help) usage; exit 0 ;;
   "") usage >&2; exit 2 ;;
 esac
-cd "$(dirname "$0")/.."
 export CAUJAX_DISTRIBUTED=auto
 exec "${PYTHON:-python3}" -m caujax.train "$@"

@@ -11,7 +11,8 @@ def _device(kind, platform="gpu"):
 
 
 @pytest.mark.parametrize("kind, expected", [
-    ("NVIDIA H100 80GB HBM3", (989.0, 3350.0)), ("NVIDIA H200", (989.0, 4800.0)), ("TPU v5 lite", (197.0, 819.0)),
+    ("NVIDIA H100 80GB HBM3", (989.0, 3350.0)), ("NVIDIA H100 PCIe", (756.0, 2000.0)),
+    ("NVIDIA H200", (989.0, 4800.0)), ("TPU v5 lite", (197.0, 819.0)),
     ("TPU v4", (275.0, 1228.0)), ("TPU v5", (459.0, 2765.0)), ("NVIDIA A100-SXM4-80GB", (312.0, 2039.0))])
 def test_device_kind_picks_its_datasheet_peaks(kind, expected):
     assert peaks(_device(kind), None, None, "bfloat16")[:2] == expected

@@ -52,8 +52,9 @@ def test_grpo_plan_with_lora_compiles_the_sampler_and_counts_its_cache():
     assert plan.trainable_count == adapters                      # rank 4 on q, k, v, o, gate, up, down
     assert plan.trainable_count < plan.param_count
     rows = cfg.data.batch_size * cfg.grpo.mini_batches
+    assert arch.num_kv_heads % 2 == 0              # so the cache splits over data x fsdp = 4 and tensor = 2
     expected_cache = cache_bytes(arch.replace(compute_dtype=cfg.model.compute_dtype), rows,
-                                 32 + ro.max_completion_length) // 4
+                                 32 + ro.max_completion_length) // 8
     assert plan.kv_cache_b == expected_cache and plan.sampler_temp_b >= plan.kv_cache_b
     assert plan.rollout_peak_b == plan.state_b + plan.sampler_params_b + plan.sampler_temp_b
 
@@ -79,6 +80,16 @@ def test_warns_when_micro_batches_cannot_split_over_the_mesh():
 def test_bad_mesh_is_named(text, message):
     with pytest.raises(ValueError, match=message):
         planner.parse_mesh(text)
+
+
+def test_bad_cli_input_is_named():
+    for bad in ("0GiB", "lots", "1.2.3GB", "e"):
+        with pytest.raises(ValueError, match="--hbm"):
+            planner.parse_bytes(bad)
+    with pytest.raises(ValueError, match=r"--mesh.fsdp: the planner's mesh is --mesh"):
+        planner.main(["--config", "configs/tiny.py", "--mesh", "fsdp=2", "--mesh.fsdp=8"])
+    with pytest.raises(FileNotFoundError, match="shipped: DeepSeek-R1-Distill-Qwen-14B"):
+        planner.main(["--config", "configs/tiny.py", "--mesh", "fsdp=2", "--shape", "Nope"])
 
 
 def test_sizes_and_collectives_parsing():
