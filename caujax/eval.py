@@ -8,10 +8,18 @@ the insufficient set's own instruction. Every sample is scored by the paper's ru
     python -m caujax.eval --model /path/to/checkpoint --suite caugym --sets base,insufficient --n 5
     python -m caujax.eval --model model.gguf --suite calm --limit 21 --max-new-tokens 512
     python -m caujax.eval --model DIR --suite generated.json        # any file in the CauGym item format
+    python -m caujax.eval --model DIR --suite cladder --limit 200   # CLadder, its official prompt and scorer
+    python -m caujax.eval --model DIR --suite causalprobe --sets E,H,M
+
+The existing benchmarks (caujax/external_eval.py) use each one's official prompt under the chat template and
+score every sample by the official rule and by a rule that reads the final answer after a chain of thought
+(caujax/external_scoring.py), per rung, query type and story class (CLadder) or per subset (CausalProbe), beside
+always-yes / majority-class / uniform-guess baselines and, for CLadder, the symbolic solver.
 
 Data: --data-dir, else $CAUGYM_DIR, else shared/caugym beside the repository or the current directory, else
-data/cache/caugym (where `python -m caujax.data download` writes); CaLM likewise with --calm-dir / $CALM_DIR.
-eval_config.json records the directory used.
+data/cache/caugym (where `python -m caujax.data download` writes); CaLM likewise with --calm-dir / $CALM_DIR;
+CLadder and CausalProbe with --data-dir, $CLADDER_DIR / $CAUSALPROBE_DIR, shared/external/<name> or
+data/cache/<name>. eval_config.json records the directory used.
 
 Output (--out, default runs/eval/<parent>-<name>-<8 hex of the model's SHA-256>, e.g. runs/eval/sft-hf-1a2b3c4d):
 <set>.jsonl (one line per item), <set>.scores.json, <set>.png, summary.json, eval_config.json.
@@ -32,7 +40,7 @@ import time
 from tqdm import tqdm
 
 import caujax
-from caujax import scoring
+from caujax import external_eval, scoring
 from caujax.causal.answer import TYPES
 from caujax.data import load_calm, load_caugym, load_file
 from caujax.data.calm import KINDS as CALM_KINDS
@@ -47,7 +55,10 @@ from caujax.eval_resume import (MUST_MATCH, ResumeRefused, check_records, check_
 def suite_items(suite: str, sets: list[str] | None, data_dir: str | None, calm_dir: str | None
                 ) -> tuple[dict[str, list[Item]], pathlib.Path]:
     """(name -> items, the data directory or file read, absolute). Rows whose rewrite failed are dropped, as the
-    paper's table does. Raises FileNotFoundError (data_root: where it looked) and SystemExit for an unknown set."""
+    paper's table does. Raises FileNotFoundError (data_root: where it looked) and SystemExit for an unknown set.
+    The existing benchmarks (cladder, causalprobe) are read by external_eval.suite_items."""
+    if suite in external_eval.SUITES:
+        return external_eval.suite_items(suite, sets, data_dir)
     if suite == "caugym":
         names = sets or list(TEST_SETS)
         unknown = sorted(set(names) - set(TEST_SETS))
@@ -65,7 +76,8 @@ def suite_items(suite: str, sets: list[str] | None, data_dir: str | None, calm_d
     path = pathlib.Path(suite)
     if path.is_file():
         return {path.stem: load_file(path, set_name=path.stem)}, path.resolve()
-    raise SystemExit(f"error: --suite {suite!r} is neither 'caugym', 'calm' nor an existing JSON file of items")
+    raise SystemExit(f"error: --suite {suite!r} is neither caugym, calm, cladder, causalprobe nor an existing JSON "
+                     f"file of items")
 
 
 def spread_over_types(items: list[Item], k: int) -> list[Item]:
@@ -82,16 +94,17 @@ def spread_over_types(items: list[Item], k: int) -> list[Item]:
 
 
 def generate_set(model, tokenizer, name: str, items: list[Item], out_path: pathlib.Path, params, batch_size: int,
-                 mesh=None) -> dict[str, dict]:
+                 mesh=None, prompt_of=item_prompt) -> dict[str, dict]:
     """Sample every unfinished item of a set, appending one JSONL line per item; returns all generations.
 
     A record holds the replies, their token counts, whether each was truncated at max_new_tokens, its prompt's
     hash and whether the prompt opened <think> (scoring.prompt_opens_thinking: the strict rule then needs the
     reply's `</think>`). Raises eval_resume.ResumeRefused, before the file is touched, when a finished record does
-    not fit its item (eval_resume.check_records)."""
+    not fit its item (eval_resume.check_records). prompt_of(tokenizer, item) builds each prompt (default: CauGym's;
+    external_eval.item_prompt for the existing benchmarks)."""
     from caujax.sampling import sample
 
-    prompts = {it.id: item_prompt(tokenizer, it) for it in items}
+    prompts = {it.id: prompt_of(tokenizer, it) for it in items}
     records, _ = scan_generations(out_path)
     check_records(out_path, records, items, prompts, params.n)
     done = read_generations(out_path)               # the same records; drops a torn last line from the file
@@ -126,12 +139,15 @@ def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m caujax.eval", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", required=True, help="Hugging Face checkpoint directory or .gguf file")
-    ap.add_argument("--suite", default="caugym", metavar="{caugym,calm,FILE.json}",
-                    help="caugym (its six test sets), calm (CaLM-Lite), or a JSON file of items (default caugym)")
+    ap.add_argument("--suite", default="caugym", metavar="{caugym,calm,cladder,causalprobe,FILE.json}",
+                    help="caugym (its six test sets), calm (CaLM-Lite), cladder, causalprobe, or a JSON file of "
+                         "items in the CauGym format (default caugym)")
     ap.add_argument("--sets", default=None, metavar="A,B",
                     help=f"comma-separated subset; caugym: {', '.join(TEST_SETS)} (default all); calm: "
-                         f"{', '.join(CALM_KINDS)} (default both)")
-    ap.add_argument("--data-dir", default=None, help="CauGym directory (default: see Data above)")
+                         f"{', '.join(CALM_KINDS)} (default both); causalprobe: E, H, M (default E,H)")
+    ap.add_argument("--data-dir", default=None,
+                    help="CauGym directory, or the CLadder file or directory, or the CausalProbe directory, for the "
+                         "chosen suite (default: see Data above)")
     ap.add_argument("--calm-dir", default=None, help="CaLM directory (default: see Data above)")
     ap.add_argument("--out", default=None, help="output directory (default: see Output above)")
     ap.add_argument("--fresh", action="store_true",
@@ -199,10 +215,12 @@ def _main(argv=None) -> dict[str, dict]:
     mesh = make_mesh(*(int(x) for x in args.mesh.split(","))) if args.mesh else None
     model, tokenizer = load_pretrained(args.model, dtype=args.dtype, mesh=mesh)
     sets = {name: spread_over_types(items, args.limit) if args.limit else items for name, items in sets.items()}
+    external = args.suite in external_eval.SUITES
+    prompt_of = external_eval.item_prompt if external else item_prompt
     try:            # every set's records against its items, before any file is written (generate_set checks again)
         for name, items in sets.items():
             path = out / f"{name}.jsonl"
-            check_records(path, scan_generations(path)[0], items, {it.id: item_prompt(tokenizer, it) for it in items},
+            check_records(path, scan_generations(path)[0], items, {it.id: prompt_of(tokenizer, it) for it in items},
                           args.n)
     except ResumeRefused as e:
         raise SystemExit(f"python -m caujax.eval: error: {e}") from None
@@ -212,17 +230,23 @@ def _main(argv=None) -> dict[str, dict]:
     compiles_before = compilations()
     report, truncated = {}, {}
     for name, items in sets.items():
-        generations = generate_set(model, tokenizer, name, items, out / f"{name}.jsonl", params, args.batch_size, mesh)
-        rows = set_scores(items, {it.id: generations[it.id] for it in items})
-        report[name] = rows
+        generations = generate_set(model, tokenizer, name, items, out / f"{name}.jsonl", params, args.batch_size, mesh,
+                                   prompt_of)
         title = f"{name}: {len(items)} items x {args.n} samples, accuracy (%)"
-        print("\n" + format_scores(title, rows))
+        if external:
+            rows = external_eval.set_scores(items, {it.id: generations[it.id] for it in items})
+            for suffix, columns in external_eval.table_sections(items):
+                print("\n" + format_scores(title + suffix, rows, columns))
+        else:
+            rows = set_scores(items, {it.id: generations[it.id] for it in items})
+            print("\n" + format_scores(title, rows))
+        report[name] = rows
         cut = [t for it in items for t in generations[it.id].get("truncated", ())]
         truncated[name] = sum(cut)
         print(f"{sum(cut)} of {len(cut)} samples stopped at --max-new-tokens={args.max_new_tokens}"
               + (" (a reply still thinking there has no final answer under the strict rule)" if sum(cut) else ""))
         (out / f"{name}.scores.json").write_text(json.dumps(rows, indent=2))
-        plot_scores(title, rows, out / f"{name}.png")
+        plot_scores(title, rows, out / f"{name}.png", **(external_eval.plot_options(items, rows) if external else {}))
     compiles = compilations() - compiles_before
     print(f"\nsampler compilations: {compiles}; outputs in {out}")
     (out / "summary.json").write_text(json.dumps({"scores": report, "truncated_samples": truncated,

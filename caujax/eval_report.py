@@ -68,8 +68,9 @@ def set_scores(items: list[Item], generations: dict[str, dict], label: str = "mo
     return rows
 
 
-def format_scores(title: str, rows: dict[str, dict[str, float]]) -> str:
-    columns = [t for t in (*TYPES, "all") if any(t in r for r in rows.values())]
+def format_scores(title: str, rows: dict[str, dict[str, float]], columns: list[str] | None = None) -> str:
+    """A Markdown table, one row per label; columns default to the task types any row scores, then "all"."""
+    columns = columns or [t for t in (*TYPES, "all") if any(t in r for r in rows.values())]
     width = max(len(k) for k in rows) + 2
     lines = [title, "| " + " | ".join(["", *columns]) + " |", "|" + "---|" * (len(columns) + 1)]
     for name, accs in rows.items():
@@ -78,18 +79,20 @@ def format_scores(title: str, rows: dict[str, dict[str, float]]) -> str:
     return "\n".join(lines)
 
 
-def draw_scores(title: str, rows: dict[str, dict[str, float]]):
+def draw_scores(title: str, rows: dict[str, dict[str, float]], columns: list[str] | None = None,
+                shown: list[str] | None = None):
     """Grouped bars per type: the model under both rules against the solver and always-0 (paper rule); a matplotlib
     Figure. A score of 0 is drawn as a "0" and a tick on the axis, so that it cannot be read as a missing bar; a
-    type a row does not score has no bar and no label. The legend sits right of the axes, never over a bar."""
+    type a row does not score has no bar and no label. The legend sits right of the axes, never over a bar.
+    columns and shown (row labels) replace the CauGym defaults (the existing benchmarks pass their own)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
 
-    shown = [k for k in rows if not k.startswith(("always-LACK", "solver (strict)", "always-0 (strict)"))]
-    columns = [t for t in (*TYPES, "all") if any(t in rows[k] for k in shown)]
+    shown = shown or [k for k in rows if not k.startswith(("always-LACK", "solver (strict)", "always-0 (strict)"))]
+    columns = columns or [t for t in (*TYPES, "all") if any(t in rows[k] for k in shown)]
     x = np.arange(len(columns))
     width = 0.8 / len(shown)
     fig, ax = plt.subplots(figsize=(1.2 * len(columns) + 5, 4))
@@ -111,10 +114,10 @@ def draw_scores(title: str, rows: dict[str, dict[str, float]]):
     return fig
 
 
-def plot_scores(title: str, rows: dict[str, dict[str, float]], path: pathlib.Path) -> None:
-    """draw_scores saved as a PNG at `path`."""
+def plot_scores(title: str, rows: dict[str, dict[str, float]], path: pathlib.Path, **kwargs) -> None:
+    """draw_scores (kwargs: its columns and shown) saved as a PNG at `path`."""
     import matplotlib.pyplot as plt
 
-    fig = draw_scores(title, rows)
+    fig = draw_scores(title, rows, **kwargs)
     fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)

@@ -36,6 +36,16 @@ def calm_dir() -> pathlib.Path:
     return _data_dir("CALM_DIR", "calm")
 
 
+@pytest.fixture(scope="session")
+def cladder_dir() -> pathlib.Path:
+    return _data_dir("CLADDER_DIR", "external/cladder")
+
+
+@pytest.fixture(scope="session")
+def causalprobe_dir() -> pathlib.Path:
+    return _data_dir("CAUSALPROBE_DIR", "external/causalprobe")
+
+
 def pytest_configure(config):
     try:
         import jax

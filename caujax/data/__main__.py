@@ -22,16 +22,31 @@ USER_ERRORS = (OSError, ValueError)
 
 
 def _download(args):
-    from caujax.data.download import download
+    from caujax.data.download import SOURCES, download
 
-    download(args.dest, ref=args.ref, force=args.force)
+    sources = tuple(s.strip() for s in args.only.split(",") if s.strip())
+    bad = sorted(set(sources) - set(SOURCES))
+    if bad or not sources:
+        raise ValueError(f"--only {args.only!r}: expected a comma-separated subset of {','.join(SOURCES)}")
+    download(args.dest, ref=args.ref, force=args.force, sources=sources)
 
 
 def _generate(args):
-    from caujax.causal.generate import generate
+    if args.format == "cladder":
+        from caujax.causal.cladder_generate import ALL_QUERY_TYPES, generate_cladder
 
-    items = generate(args.n, args.seed, tasks=args.tasks, style=args.style, layout=args.layout,
-                     nodes=tuple(args.nodes), noncause=args.noncause, precision=args.precision, reason=args.reason)
+        kinds = tuple(k.strip() for k in (args.query_types or ",".join(ALL_QUERY_TYPES)).split(",") if k.strip())
+        bad = sorted(set(kinds) - set(ALL_QUERY_TYPES))
+        if bad or not kinds:
+            raise ValueError(f"--query-types {args.query_types!r}: expected a comma-separated subset of "
+                             f"{','.join(ALL_QUERY_TYPES)}")
+        items = generate_cladder(args.n, args.seed, query_types=kinds)
+    else:
+        from caujax.causal.generate import generate
+
+        items = generate(args.n, args.seed, tasks=args.tasks, style=args.style, layout=args.layout,
+                         nodes=tuple(args.nodes), noncause=args.noncause, precision=args.precision,
+                         reason=args.reason)
     out = pathlib.Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(items, ensure_ascii=False, indent=1), encoding="utf-8")
@@ -49,9 +64,32 @@ def _load(name: str, args):
     return caugym.load_caugym(name, args.caugym_dir, drop_failed=not args.keep_failed, calm_dir=args.calm_dir)
 
 
-def _convert(args):
-    from caujax.data import examples, prompts
+def _convert_cladder(args) -> None:
+    """A CLadder file (either layout) to SFT rows; items without worked reasoning are skipped and counted."""
+    from caujax.data import cladder
 
+    if args.to != "sft":
+        raise ValueError(f"{args.set} is a CLadder file: it converts to sft rows only (its answers are yes/no "
+                         f"without the JSON the rl reward and the dpo/kto wrong solutions need)")
+    items = cladder.load_cladder(args.set)
+    rows = []
+    for item in items:
+        try:
+            rows.append(cladder.sft_row(item))
+        except ValueError:
+            pass
+    out = pathlib.Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    print(f"wrote {len(rows)} sft rows from {len(items)} CLadder items to {out} "
+          f"({len(items) - len(rows)} without worked reasoning skipped)")
+
+
+def _convert(args):
+    from caujax.data import cladder, examples, prompts
+
+    if args.set.endswith((".json", ".jsonl")) and cladder.looks_like_cladder(args.set):
+        return _convert_cladder(args)
     items = _load(args.set, args)
     if args.to == "sft":
         rows = [dataclasses.asdict(e) for e in examples.sft_examples(tqdm(items, desc="render"), args.seed)]
@@ -70,13 +108,31 @@ def _convert(args):
 
 
 def _baselines(args):
-    from caujax.data import baselines
+    """A table per set, or with --json one object keyed by set (other tools read it). A CLadder file (either
+    layout) gets its own baselines: always-yes, the majority class and the CLadder solver."""
+    from caujax.data import baselines, cladder
 
     names = [n for n in baselines.BASELINES if n != "solver" or not args.no_solver]
+    report = {}
     for name in args.sets.split(","):
+        if name.endswith((".json", ".jsonl")) and cladder.looks_like_cladder(name):
+            from caujax.external_eval import baseline_summary
+
+            report[name] = summary = baseline_summary(cladder.load_cladder(name))
+            if not args.json:
+                print(f"\n{name} ({summary['n']} items, CLadder)\n" + "\n".join(
+                    f"{key:<16} {100 * value:6.1f}%" for key, value in summary.items()
+                    if key not in ("n", "majority_label")) + f"\nmajority label   {summary['majority_label']}",
+                      flush=True)
+            continue
         items = _load(name, args)
+        if args.json:
+            report[name] = baselines.summary(items, names)
+            continue
         table = baselines.baseline_table(items, names, progress=True)
         print(baselines.format_table(f"\n{name} ({len(items)} items)", table), flush=True)
+    if args.json:
+        print(json.dumps(report, indent=1))
 
 
 def _task_list(text: str) -> tuple[str, ...]:
@@ -104,13 +160,17 @@ def main(argv=None) -> int:
     from caujax.data.caugym import TEST_SETS
 
     set_help = (f"{', '.join(TEST_SETS)}, rl, sft, calm_basic, calm_natural, or a CauGym-format .json file "
-                "(e.g. from generate)")
+                "(e.g. from generate); baselines also reads CLadder .json/.jsonl files")
     parser = argparse.ArgumentParser(prog="python -m caujax.data", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("download", help="fetch CauGym and CaLM-Lite files from GitHub")
-    p.add_argument("--dest", default="data/cache", help="writes DEST/caugym and DEST/calm")
-    p.add_argument("--ref", default="HEAD", help="git branch, tag or commit of both repositories")
+    p = sub.add_parser("download", help="fetch CauGym, CaLM-Lite, CLadder and CausalProbe files")
+    p.add_argument("--dest", default="data/cache", help="writes DEST/<source> for each source")
+    p.add_argument("--only", default="caugym,calm", metavar="S1,S2",
+                   help="comma-separated subset of caugym,calm,cladder,causalprobe (default: caugym,calm; "
+                        "CLadder comes from the Hugging Face hub, CausalProbe is for non-profit use only)")
+    p.add_argument("--ref", default="HEAD", help="git branch, tag or commit of the repositories (HEAD: default "
+                                                 "branch); for CLadder the hub revision")
     p.add_argument("--force", action="store_true", help="fetch files that already exist again")
     p.set_defaults(fn=_download)
 
@@ -132,6 +192,12 @@ def main(argv=None) -> int:
                         "default: any")
     p.add_argument("--reason", choices=REASONS, default="caugym",
                    help="worked solution: CauGym's 7 steps or the short form (default: %(default)s)")
+    p.add_argument("--format", choices=("caugym", "cladder"), default="caugym",
+                   help="caugym: CauGym-format problems (the options above); cladder: yes/no questions in the CLadder "
+                        "v1.5 layout over its ten graphs and query types (default: %(default)s)")
+    p.add_argument("--query-types", default=None, metavar="Q1,Q2",
+                   help="with --format cladder: a subset of marginal,correlation,exp_away,ate,backadj,collider_bias,"
+                        "ett,nde,nie,det-counterfactual (default: all)")
     p.add_argument("--out", required=True, help="the JSON file to write")
     p.set_defaults(fn=_generate)
 
@@ -151,6 +217,9 @@ def main(argv=None) -> int:
     p = sub.add_parser("baselines", parents=[data_args], help="always-0 / always-LACK / solver accuracy tables")
     p.add_argument("--sets", default=",".join((*TEST_SETS, "calm_basic")), help="comma-separated; " + set_help)
     p.add_argument("--no-solver", action="store_true")
+    p.add_argument("--json", action="store_true",
+                   help="print one JSON object keyed by set: n, solver_coverage, solver_accuracy (fractions, accuracy "
+                        "over the answered items) and each baseline's accuracy; CLadder files (either layout) too")
     p.set_defaults(fn=_baselines)
 
     args = parser.parse_args(argv)

@@ -58,3 +58,19 @@ def format_table(title: str, table: dict[tuple[str, str], dict[str, float]]) -> 
         lines.append(f"{name:<12} {rule:<7}" + "".join(f"{100 * row[c]:>6.1f}%" if c in row else f"{'-':>7}"
                                                         for c in columns))
     return "\n".join(lines)
+
+
+def summary(items: list[Item], names: Iterable[str] = tuple(BASELINES)) -> dict:
+    """One set's numbers for `python -m caujax.data baselines --json`: n, the solver's coverage (answered or
+    LACK_CONDITION / all) and accuracy (strict rule, over the answered items), and each baseline's overall accuracy
+    under both rules (fractions)."""
+    out: dict = {"n": len(items)}
+    if "solver" in names:
+        replies = [solver(item) for item in items]
+        answered = [(item, r) for item, r in zip(items, replies) if r]
+        out["solver_coverage"] = len(answered) / len(items) if items else 0.0
+        out["solver_accuracy"] = (sum(scoring.score(r, item.answer, "strict") for item, r in answered) / len(answered)
+                                  if answered else 0.0)
+    for (name, rule), row in baseline_table(items, names).items():
+        out[f"{name} ({rule})"] = row["all"]
+    return out

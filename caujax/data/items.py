@@ -123,33 +123,36 @@ def yes_no_from_reason(reason: dict[str, str]) -> str:
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
 
-def data_places(what: str) -> list[pathlib.Path]:
+def data_places(what: str, shared: str | None = None) -> list[pathlib.Path]:
     """Where `data_root` looks when neither a directory nor the environment variable is given, in order:
-    shared/<what> beside the repository and beside the current directory (how the demo, tests/conftest.py and CI
+    shared/<shared> beside the repository and beside the current directory (how the demo, tests/conftest.py and CI
     lay the data out), then data/cache/<what> under the current directory and the repository (where
-    `python -m caujax.data download` writes by default). <what> is lower-cased: caugym, calm."""
+    `python -m caujax.data download` writes by default). <what> is lower-cased (caugym, calm, cladder,
+    causalprobe); `shared` defaults to it (the existing benchmarks sit in shared/external/<what>)."""
     sub = what.lower()
     cwd = pathlib.Path.cwd()
-    places = [REPO.parent / "shared" / sub, cwd.parent / "shared" / sub, cwd / "data" / "cache" / sub,
+    inside = shared or sub
+    places = [REPO.parent / "shared" / inside, cwd.parent / "shared" / inside, cwd / "data" / "cache" / sub,
               REPO / "data" / "cache" / sub]
     return list(dict.fromkeys(p.resolve() for p in places))      # one entry per directory, order kept
 
 
-def data_root(explicit: os.PathLike | str | None, env_var: str, what: str) -> pathlib.Path:
+def data_root(explicit: os.PathLike | str | None, env_var: str, what: str, shared: str | None = None
+              ) -> pathlib.Path:
     """The data directory of `what` ("CauGym" or "CaLM"), absolute: the explicit argument, else $env_var, else
     the first of `data_places(what)` that exists.
 
     Raises FileNotFoundError when the explicit directory or the one $env_var names does not exist (a directory
     asked for by name is never replaced by another), or when none is given and no place exists; the message
     names every place looked at and how to fetch the files."""
-    fetch = "fetch the files with `python -m caujax.data download` (writes data/cache/caugym and data/cache/calm)"
+    fetch = f"fetch the files with `python -m caujax.data download` (writes data/cache/{what.lower()})"
     if explicit is not None or os.environ.get(env_var):
         raw, source = (explicit, "given explicitly") if explicit is not None else (os.environ[env_var], env_var)
         path = pathlib.Path(raw).expanduser()
         if not path.is_dir():
             raise FileNotFoundError(f"{what} directory {path} does not exist ({source}); {fetch}")
         return path.resolve()
-    places = data_places(what)
+    places = data_places(what, shared)
     for path in places:
         if path.is_dir():
             return path
