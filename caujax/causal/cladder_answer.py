@@ -8,6 +8,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 STATUSES = ("ok", "cannot_parse")
+# CLadder's query types in its rung order, and the rung of each (Jin et al. 2023, table 1); the loader, the
+# generator and the tables all read these.
+QUERY_TYPES = ("marginal", "correlation", "exp_away", "ate", "backadj", "collider_bias", "ett", "nde", "nie",
+               "det-counterfactual")
+RUNG_OF = {"marginal": 1, "correlation": 1, "exp_away": 1, "ate": 2, "backadj": 2, "collider_bias": 2, "ett": 3,
+           "nde": 3, "nie": 3, "det-counterfactual": 3}
 
 
 @dataclass(frozen=True)

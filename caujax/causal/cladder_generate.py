@@ -24,17 +24,16 @@ import random
 from dataclasses import dataclass
 
 from caujax.causal import cladder_gen_text as T
+from caujax.causal.cladder_answer import QUERY_TYPES, RUNG_OF
 from caujax.causal.cladder_gen_estimands import (ASKED, ESTIMANDS, MEDIATORS, TEMPLATES, Term, formal_form, n2,
                                                  robust_side)
 from caujax.causal.cladder_gen_stories import NONSENSE, REAL_BY_GRAPH, Story
 from caujax.causal.scm import BinarySCM
 
-ALL_QUERY_TYPES = ("marginal", "correlation", "exp_away", "ate", "backadj", "collider_bias", "ett", "nde", "nie",
-                   "det-counterfactual")
+ALL_QUERY_TYPES = QUERY_TYPES
 ALL_GRAPHS = ("IV", "arrowhead", "chain", "collision", "confounding", "diamond", "diamondcut", "fork", "frontdoor",
               "mediation")
-RUNG = {"marginal": 1, "correlation": 1, "exp_away": 1, "ate": 2, "backadj": 2, "collider_bias": 2, "ett": 3,
-        "nde": 3, "nie": 3, "det-counterfactual": 3}
+RUNG = RUNG_OF
 COMBOS = tuple((q, g) for q in ALL_QUERY_TYPES for g in ALL_GRAPHS if (q, g) in ASKED)
 GRAPHS = {name: tpl.graph for name, tpl in TEMPLATES.items()}
 ID_OFFSET = 1_000_000     # generated ids never meet the release's (below 32k)

@@ -19,12 +19,9 @@ import os
 import pathlib
 from dataclasses import dataclass
 
+from caujax.causal.cladder_answer import QUERY_TYPES, RUNG_OF
 from caujax.data.items import read_rows, row_error
 
-QUERY_TYPES = ("marginal", "correlation", "exp_away", "ate", "backadj", "collider_bias", "ett", "nde", "nie",
-               "det-counterfactual")
-RUNG_OF = {"marginal": 1, "correlation": 1, "exp_away": 1, "ate": 2, "backadj": 2, "collider_bias": 2, "ett": 3,
-           "nde": 3, "nie": 3, "det-counterfactual": 3}
 SYSTEM_PROMPT = ("You are an expert in causal inference. The following question is not a typical commonsense query, "
                  "but rather a meticulously designed question created by a professor specializing in causal "
                  "inference, intended to assess the students' mastery of the course content.")
