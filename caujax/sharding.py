@@ -135,6 +135,38 @@ def put_global(array, sharding: NamedSharding) -> jax.Array:
     return jax.make_array_from_callback(array.shape, sharding, lambda idx: array[idx])
 
 
+def row_share(mesh: Mesh):
+    """This process's part of every batch (data.batches.RowShare): the row blocks its devices hold along data x
+    fsdp, when they are one contiguous part (RowShare.of_blocks); otherwise all rows, which every host then builds
+    in full and places with put_global. Every process must call it: they agree on the split (all hosts per-host,
+    or none), since one global array cannot be built partly from parts and partly from whole copies."""
+    from caujax.data.batches import RowShare
+
+    ways = batch_ways(mesh)
+    indices = batch_sharding(mesh).addressable_devices_indices_map((ways,)).values()
+    share = RowShare.of_blocks([index[0].indices(ways)[0] for index in indices], ways)
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+        counts = np.asarray(multihost_utils.process_allgather(np.asarray(share.count)))
+        if np.any(counts != share.count):
+            return RowShare()
+    return share
+
+
+def put_local(array, sharding: NamedSharding, parts: int) -> jax.Array:
+    """This process's contiguous rows (one of `parts` equal parts of dimension 0) -> the global jax.Array."""
+    array = np.asarray(array)
+    return jax.make_array_from_process_local_data(sharding, array, (array.shape[0] * parts,) + array.shape[1:])
+
+
+def sum_over_processes(value: int) -> int:
+    """The sum of an int over all processes (each must call it); the value itself in a one-process run."""
+    if jax.process_count() == 1:
+        return value
+    from jax.experimental import multihost_utils
+    return int(np.sum(multihost_utils.process_allgather(np.asarray(value))))
+
+
 def fetch_global(x) -> np.ndarray:
     """Global (possibly multi-host) jax.Array -> full numpy copy on every host (all hosts must call it)."""
     if isinstance(x, jax.Array) and not x.is_fully_addressable:

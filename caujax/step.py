@@ -25,8 +25,9 @@ from caujax.config import OptimConfig
 from caujax.losses.common import Loss
 from caujax.models import lora
 from caujax.models.layout import matrix_mask
+from caujax.data.batches import RowShare
 from caujax.sharding import (BATCH_AXES, TRAIN_RULES, batch_sharding, batch_ways, fetch_global, put_global,
-                             tree_shardings)
+                             put_local, tree_shardings)
 
 
 @jax.tree_util.register_dataclass
@@ -86,11 +87,14 @@ def init_state(params: nnx.State, tx: optax.GradientTransformation, mesh: Mesh, 
     return make(params), sharding
 
 
-def place_batch(batch: dict, mesh: Mesh) -> dict[str, Array]:
-    """Host numpy batch -> global arrays split by rows over data x fsdp; every host builds the same global batch
-    (the iterator is deterministic) and places only its own shards (sharding.put_global)."""
+def place_batch(batch: dict, mesh: Mesh, share: RowShare = RowShare()) -> dict[str, Array]:
+    """Host numpy rows -> global arrays split by rows over data x fsdp. share=RowShare(): the host holds the whole
+    global batch (every host builds the same one; each places only its own shards, sharding.put_global); else the
+    host holds only its part (sharding.row_share; a per-host source, data/examples.FixedBatches)."""
     sharding = batch_sharding(mesh)
-    return {k: put_global(v, sharding) for k, v in batch.items()}
+    if share.count == 1:
+        return {k: put_global(v, sharding) for k, v in batch.items()}
+    return {k: put_local(v, sharding, share.count) for k, v in batch.items()}
 
 
 def split_micro_batches(batch: dict[str, Array], num_micro_batches: int, row_blocks: int = 1) -> dict[str, Array]:
@@ -203,7 +207,8 @@ def reference_table(path, reference: Callable, graphdef, ref_params, mesh: Mesh,
     """The reference fields of the first `steps` batches, stacked [steps, ...]: computed once, micro-batch by
     micro-batch as the step would, saved to `path` (name it by a fingerprint of model and data), and read back by
     any later run with the same path (process 0 writes it). Training then passes no reference params to the step.
-    `batches` is a fixed BatchSource (data/examples.py) at position 0."""
+    `batches` is a fixed BatchSource (data/examples.py) at position 0; the table holds every row of each batch on
+    every process (the step's rows of a per-host source are then read with its share: train.py)."""
     path = pathlib.Path(path)
     # Every process must take the same branch (the computation below is one multi-host jit): the table is read
     # back only when every process sees the file.
@@ -217,7 +222,9 @@ def reference_table(path, reference: Callable, graphdef, ref_params, mesh: Mesh,
         return {k: v.reshape((-1,) + v.shape[2:]) for k, v in out.items()}     # [M, B/M] -> [B], rows in order
 
     run = jax.jit(fields_of, in_shardings=(tree_shardings(ref_params, mesh), batch_sharding(mesh)))
-    fields = [jax.tree.map(fetch_global, run(ref_params, place_batch(batches.next(), mesh))) for _ in range(steps)]
+    share = getattr(batches, "share", RowShare())
+    fields = [jax.tree.map(fetch_global, run(ref_params, place_batch(batches.next(), mesh, share)))
+              for _ in range(steps)]
     table = {k: np.stack([f[k] for f in fields]) for k in fields[0]}
     if jax.process_index() == 0:          # one writer; the other processes keep the table they computed
         path.parent.mkdir(parents=True, exist_ok=True)

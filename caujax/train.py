@@ -32,6 +32,7 @@ from caujax import checkpoint, methods, train_cli
 from caujax import resume as resume_lib
 from caujax.config import RunConfig, to_json_dict
 from caujax.data import batches
+from caujax.data.batches import RowShare
 from caujax.distributed import initialize_from_env
 from caujax.data.examples import SourceContext, load_examples, texts
 from caujax.export import EXPORT_MARKER, check_peft_export, export, export_dir, exported_step
@@ -40,7 +41,7 @@ from caujax.models import Decoder, load_pretrained, lora
 from caujax.models.layout import is_matrix
 from caujax.resume import say
 from caujax.run_report import plot_loss, summary
-from caujax.sharding import batch_ways, make_mesh, tree_shardings
+from caujax.sharding import batch_ways, make_mesh, row_share, sum_over_processes, tree_shardings
 from caujax.step import (Policy, init_state, learning_rate, make_optimizer, make_train_step, place_batch,
                          reference_table)
 
@@ -166,9 +167,16 @@ def train(cfg: RunConfig, resume: bool = False) -> list[dict]:
     # the cache, a schedule that splits a rollout) fails first; restarted from the checkpoint's position below. A
     # method without an in-step reference pass gets π_ref here (PPO's KL penalty goes into its rewards).
     in_step = method.reference is not None and ref is not None
-    data = method.batches(examples, tokenizer, SourceContext(cfg, micro, mesh, None if in_step else ref), None)
+    data = method.batches(examples, tokenizer, SourceContext(cfg, micro, mesh, None if in_step else ref,
+                                                             row_share(mesh)), None)
     if not in_step:
         ref_params = None                         # the step takes none (the rollout holds its own reference)
+    if jax.process_count() > 1:       # each process says which part of every batch it builds (per-host data)
+        share = getattr(data, "share", RowShare())
+        part = (f"part {share.index + 1} of {share.count} of each batch's rows" if share.count > 1 else
+                "every row of each batch")
+        print(f"caujax.train: process {jax.process_index()} of {jax.process_count()} builds {part}",
+              file=sys.stderr, flush=True)
 
     tx = make_optimizer(cfg.optim, cfg.steps)
     lr = learning_rate(cfg.optim, cfg.steps)
@@ -255,12 +263,15 @@ def _loop(cfg, step_fn, graphdef, state, ref_params, data, table, lr, mesh, mana
     with MetricsLog(cfg.run_dir, start) as log, tqdm(total=cfg.steps, initial=start, desc=cfg.method,
                                                      unit="step", dynamic_ncols=True, file=sys.stderr,
                                                      disable=jax.process_index() != 0) as bar:
+        # A per-host source (fixed data) hands over this process's rows only (its `share`); rollouts the whole batch.
+        share = getattr(data, "share", RowShare())
         for step in range(start, cfg.steps):
             batch = data.next(Policy(graphdef, state))
             if table is not None:
-                batch |= {k: v[step] for k, v in table.items()}
-            tokens += int((batch["mask_BT"] > 0).sum())     # packed rows hold segment ids 1, 2, ...
-            batch = place_batch(batch, mesh)
+                batch |= {k: v[step][share.rows(len(v[step]))] for k, v in table.items()}
+            real = int((batch["mask_BT"] > 0).sum())          # packed rows hold segment ids 1, 2, ...
+            tokens += sum_over_processes(real) if share.count > 1 else real
+            batch = place_batch(batch, mesh, share)
             with jax.transfer_guard("disallow"):      # nothing crosses host<->device inside the step by accident
                 state, metrics = step_fn(state, batch, ref_params)
             done = step + 1

@@ -74,6 +74,10 @@ def test_two_processes_train_as_one_and_resume_on_one(tmp_path, config):
     # Process 0 alone speaks and writes: one summary, one metrics line per step, one checkpoint per step.
     assert "done: steps 1..2 of 2" in said[0] and "done:" not in said[1] and "step/s" not in said[1]
     assert sorted(p.name for p in (two / "checkpoints").iterdir() if p.name.isdigit()) == ["1", "2"]
+    # Per-host data: each SFT process builds its half of every batch; rollouts are drawn whole on each.
+    part = (lambda i: f"process {i} of 2 builds part {i + 1} of 2 of each batch's rows") if "grpo" not in config \
+        else (lambda i: f"process {i} of 2 builds every row of each batch")
+    assert part(0) in said[0] and part(1) in said[1]
     assert (two / "hf" / "config.json").exists()
     # The two-process checkpoint resumes in one process and goes on as the uninterrupted run did.
     _train(config, two, "--steps=3", "--resume")
@@ -95,3 +99,13 @@ def test_a_half_said_launch_is_refused_by_name(env, message):
 def test_no_launch_variables_means_one_process():
     from caujax.distributed import initialize_from_env
     assert initialize_from_env({"PATH": "/bin"}) is False
+
+
+def test_two_processes_read_their_rows_of_a_cached_reference_table(tmp_path):
+    """DPO with π_ref's log-probs computed once up front: the table holds every row; each process's step reads its
+    own part of it, beside its own part of the batch (train.py)."""
+    args = ("--method=dpo", "--reference.mode=cached", "--steps=2", "--export=false")
+    said = _train("configs/tiny.py", tmp_path / "two", *args, processes=2)
+    _train("configs/tiny.py", tmp_path / "one", *args)
+    assert "builds part 2 of 2" in said[1]
+    _same(_metrics(tmp_path / "two"), _metrics(tmp_path / "one"))

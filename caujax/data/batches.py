@@ -13,6 +13,7 @@ import pathlib
 import tempfile
 import warnings
 from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 import numpy as np
 
@@ -20,6 +21,37 @@ from caujax.data.items import require, row_error
 from caujax.data.pairs import KTOExample, Preference
 
 Ids = list[int]
+
+
+class RowShare(NamedTuple):
+    """Which rows of a global batch this process builds: part `index` of `count` equal, contiguous parts of every
+    row dimension, the part its devices hold along the mesh's batch axes (sharding.row_share). RowShare() is all
+    rows, as one process builds them. Widths (pad columns, loss window) are still those of the whole batch, so every
+    process compiles the same shapes and the rows equal the matching rows of the one-process batch."""
+    index: int = 0
+    count: int = 1
+
+    def rows(self, n: int) -> range:
+        """The row indices of a dimension of `n` global rows that this process builds; ValueError when `count` does
+        not divide `n` (the trainer checks batch_size against the mesh before any batch is built)."""
+        if n % self.count:
+            raise ValueError(f"{n} rows do not split into {self.count} equal per-process parts")
+        k = n // self.count
+        return range(self.index * k, (self.index + 1) * k)
+
+    def take(self, rows: Sequence) -> list:
+        return [rows[i] for i in self.rows(len(rows))]
+
+    @classmethod
+    def of_blocks(cls, held: Sequence[int], ways: int) -> RowShare:
+        """The share of a process that holds row blocks `held` of `ways` equal blocks: its part when they are
+        contiguous and the same count on every process (what jax.make_mesh gives a pod or a GPU cluster: a host's
+        devices are neighbours on the batch axes); else RowShare() (all rows: the host builds the whole batch)."""
+        held = sorted(set(held))
+        n = len(held)
+        if not n or n == ways or ways % n or held[0] % n or held != list(range(held[0], held[0] + n)):
+            return cls()
+        return cls(held[0] // n, ways // n)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,13 +134,15 @@ def pad_rows(pairs: Sequence[tuple[Ids, Ids]], seq_len: int, pad_id: int, width:
     return {"tokens_BT": tokens, "mask_BT": mask, "loss_mask_BT": loss_mask}
 
 
-def loss_positions(loss_mask_BT: np.ndarray, multiple: int) -> np.ndarray:
+def loss_positions(loss_mask_BT: np.ndarray, multiple: int, most: int | None = None) -> np.ndarray:
     """loss_index_BW: each row's loss columns (where loss_mask_BT is 1), in order, then -1; W is the batch's most
     such columns rounded up to `multiple` (one compiled shape per multiple), capped at T. The SFT objective reads
-    the log-probs of these columns only (losses/sft.py), so the [V x D] projection skips the prompt and padding."""
+    the log-probs of these columns only (losses/sft.py), so the [V x D] projection skips the prompt and padding.
+    most: the whole batch's most loss columns in a row, when `loss_mask_BT` holds only this process's rows."""
     T = loss_mask_BT.shape[1]
     counts = loss_mask_BT.astype(bool).sum(1)
-    W = min(T, max(-(-int(counts.max(initial=1)) // multiple) * multiple, 1))
+    most = int(counts.max(initial=1)) if most is None else most
+    W = min(T, max(-(-most // multiple) * multiple, 1))
     mask = loss_mask_BT.astype(bool)
     first_BW = np.argsort(~mask, axis=1, kind="stable")[:, :W]       # each row's loss columns first, in order
     return np.where(np.take_along_axis(mask, first_BW, axis=1), first_BW, -1).astype(np.int32)
@@ -116,6 +150,11 @@ def loss_positions(loss_mask_BT: np.ndarray, multiple: int) -> np.ndarray:
 
 def fitted_length(prompt: Ids, completion: Ids, seq_len: int) -> int:
     return min(len(prompt) + len(completion), seq_len)
+
+
+def loss_columns(prompt: Ids, completion: Ids, seq_len: int) -> int:
+    """How many loss_mask_BT columns pad_rows sets for this row (its completion tokens after `fit`)."""
+    return len(fit(prompt, completion, seq_len)[1])
 
 
 # --- rows that carry no preference ----------------------------------------------------------------------------------
@@ -171,19 +210,24 @@ def _kept_or_refused(kept: list, total: int, source: str, rows: str, why: str) -
 
 
 # --- the three batch layouts (losses/common.py) ----------------------------------------------------------------------
-def sft_batch(rows, seq_len: int, pad_id: int, multiple: int = 0) -> dict[str, np.ndarray]:
+# Each layout is computed over the whole batch (widths, the KTO rotation) and built for `share`'s rows only.
+def sft_batch(rows, seq_len: int, pad_id: int, multiple: int = 0, share: RowShare = RowShare()
+              ) -> dict[str, np.ndarray]:
     """rows: (prompt ids, completion ids)."""
-    return pad_rows(rows, seq_len, pad_id, batch_width([fitted_length(*r, seq_len) for r in rows], seq_len, multiple))
+    width = batch_width([fitted_length(*r, seq_len) for r in rows], seq_len, multiple)
+    return pad_rows(share.take(rows), seq_len, pad_id, width)
 
 
-def dpo_batch(rows, seq_len: int, pad_id: int, multiple: int = 0) -> dict[str, np.ndarray]:
+def dpo_batch(rows, seq_len: int, pad_id: int, multiple: int = 0, share: RowShare = RowShare()
+              ) -> dict[str, np.ndarray]:
     """rows: (prompt ids, chosen ids, rejected ids) -> 2B rows, [chosen; rejected], pair i = rows i and B+i."""
     pairs = [(p, c) for p, c, _ in rows] + [(p, r) for p, _, r in rows]
-    return pad_rows(pairs, seq_len, pad_id, batch_width([fitted_length(*r, seq_len) for r in pairs], seq_len,
-                                                        multiple))
+    width = batch_width([fitted_length(*r, seq_len) for r in pairs], seq_len, multiple)
+    return pad_rows(share.take(pairs), seq_len, pad_id, width)
 
 
-def kto_batch(rows, seq_len: int, pad_id: int, kl_group: int, multiple: int = 0) -> dict[str, np.ndarray]:
+def kto_batch(rows, seq_len: int, pad_id: int, kl_group: int, multiple: int = 0, share: RowShare = RowShare()
+              ) -> dict[str, np.ndarray]:
     """rows: (prompt ids, completion ids, label). The KL rows pair prompt i with the completion of row i-1 within
     each group of kl_group consecutive rows (TRL's rotate-by-one within a per-device batch). Both halves share one
     width, so a step compiles once per width."""
@@ -193,10 +237,10 @@ def kto_batch(rows, seq_len: int, pad_id: int, kl_group: int, multiple: int = 0)
     rotated = [(rows[g + i][0], rows[g + (i - 1) % kl_group][1]) for g in range(0, len(rows), kl_group)
                for i in range(kl_group)]
     width = batch_width([fitted_length(*r, seq_len) for r in pairs + rotated], seq_len, multiple)
-    batch = pad_rows(pairs, seq_len, pad_id, width)
-    kl = pad_rows(rotated, seq_len, pad_id, width)
+    batch = pad_rows(share.take(pairs), seq_len, pad_id, width)
+    kl = pad_rows(share.take(rotated), seq_len, pad_id, width)
     batch.update({f"kl_{k}": v for k, v in kl.items()})
-    batch["label_B"] = np.array([int(label) for _, _, label in rows], np.int32)
+    batch["label_B"] = np.array([int(label) for _, _, label in share.take(rows)], np.int32)
     return batch
 
 

@@ -48,21 +48,28 @@ class SourceContext(NamedTuple):
 
     cfg: the RunConfig. micro_batch_size: rows per accumulation micro-batch (KTO's kl_group; rollout scoring
     chunks). mesh: the training mesh. reference: (graphdef, params) of the frozen π_ref when the method computes
-    reference quantities at rollout time (PPO's KL-in-reward), else None."""
+    reference quantities at rollout time (PPO's KL-in-reward), else None. share: the rows of each batch that this
+    process builds (batches.RowShare; sharding.row_share of the mesh); a fixed-data source builds only those."""
     cfg: Any
     micro_batch_size: int
     mesh: Any = None
     reference: tuple | None = None
+    share: batches.RowShare = batches.RowShare()
 
 
 class FixedBatches:
-    """A fixed list of token rows, shuffled per epoch (batches.Batches), collated by the method's `collate`."""
+    """A fixed list of token rows, shuffled per epoch (batches.Batches), collated by the method's `collate`.
+
+    Per-host data: every process draws the same global order (seed, epoch) and knows every row's length, and
+    `collate` builds only the rows of `share` (padded to the whole batch's width), so a process of a pod
+    tokenizes nothing at step time and materialises only its own part of each batch; `next` returns those rows
+    (train.py places them with step.place_batch(..., share))."""
 
     fixed = True
 
     def __init__(self, rows: Sequence, batch_size: int, seed: int, collate: Callable[[list], dict],
-                 position: dict | None = None):
-        self.rows, self.batch_size, self.seed, self.collate = rows, batch_size, seed, collate
+                 position: dict | None = None, share: batches.RowShare = batches.RowShare()):
+        self.rows, self.batch_size, self.seed, self.collate, self.share = rows, batch_size, seed, collate, share
         self._it = batches.Batches(rows, batch_size, seed, collate, position)
 
     def next(self, policy=None) -> dict[str, np.ndarray]:
@@ -72,7 +79,7 @@ class FixedBatches:
         return self._it.position()
 
     def restart(self, position: dict | None) -> FixedBatches:
-        return FixedBatches(self.rows, self.batch_size, self.seed, self.collate, position)
+        return FixedBatches(self.rows, self.batch_size, self.seed, self.collate, position, self.share)
 
 
 # --- items ------------------------------------------------------------------------------------------------------
@@ -209,29 +216,34 @@ def encode_kto(tokenizer, examples) -> list[tuple[list[int], list[int], bool]]:
     return [(p, c, e.label) for (p, c), e in zip(encode_sft(tokenizer, examples), examples)]
 
 
-def collate_sft(rows, data_cfg, pad_id: int, kl_group: int) -> dict[str, np.ndarray]:
-    return _with_loss_window(batches.sft_batch(rows, data_cfg.seq_len, pad_id, data_cfg.pad_multiple), data_cfg)
+# collate_*(rows, data_cfg, pad_id, kl_group, share): the rows of one global batch -> the share's part of it.
+def collate_sft(rows, data_cfg, pad_id: int, kl_group: int, share=batches.RowShare()) -> dict[str, np.ndarray]:
+    batch = batches.sft_batch(rows, data_cfg.seq_len, pad_id, data_cfg.pad_multiple, share)
+    return _with_loss_window(batch, data_cfg, [batches.loss_columns(*r, data_cfg.seq_len) for r in rows])
 
 
-def _with_loss_window(batch: dict[str, np.ndarray], data_cfg) -> dict[str, np.ndarray]:
+def _with_loss_window(batch: dict[str, np.ndarray], data_cfg, columns: list[int]) -> dict[str, np.ndarray]:
+    """columns: each global row's loss columns (the window's width is the whole batch's, on every process)."""
     if data_cfg.loss_window:
-        batch["loss_index_BW"] = batches.loss_positions(batch["loss_mask_BT"], data_cfg.loss_window)
+        batch["loss_index_BW"] = batches.loss_positions(batch["loss_mask_BT"], data_cfg.loss_window,
+                                                        max(columns, default=1))
     return batch
 
 
-def collate_dpo(rows, data_cfg, pad_id: int, kl_group: int) -> dict[str, np.ndarray]:
-    return batches.dpo_batch(rows, data_cfg.seq_len, pad_id, data_cfg.pad_multiple)
+def collate_dpo(rows, data_cfg, pad_id: int, kl_group: int, share=batches.RowShare()) -> dict[str, np.ndarray]:
+    return batches.dpo_batch(rows, data_cfg.seq_len, pad_id, data_cfg.pad_multiple, share)
 
 
-def collate_kto(rows, data_cfg, pad_id: int, kl_group: int) -> dict[str, np.ndarray]:
-    return batches.kto_batch(rows, data_cfg.seq_len, pad_id, kl_group, data_cfg.pad_multiple)
+def collate_kto(rows, data_cfg, pad_id: int, kl_group: int, share=batches.RowShare()) -> dict[str, np.ndarray]:
+    return batches.kto_batch(rows, data_cfg.seq_len, pad_id, kl_group, data_cfg.pad_multiple, share)
 
 
-def collate_packed(packs, data_cfg, pad_id: int, kl_group: int) -> dict[str, np.ndarray]:
+def collate_packed(packs, data_cfg, pad_id: int, kl_group: int, share=batches.RowShare()) -> dict[str, np.ndarray]:
     from caujax.data.packing import pack_length, packed_batch
-    width = batches.batch_width([pack_length(p, data_cfg.seq_len) for p in packs], data_cfg.seq_len,
-                                data_cfg.pad_multiple)
-    return _with_loss_window(packed_batch(packs, data_cfg.seq_len, pad_id, width), data_cfg)
+    seq_len = data_cfg.seq_len
+    width = batches.batch_width([pack_length(p, seq_len) for p in packs], seq_len, data_cfg.pad_multiple)
+    columns = [sum(batches.loss_columns(*doc, seq_len) for doc in p) for p in packs]
+    return _with_loss_window(packed_batch(share.take(packs), seq_len, pad_id, width), data_cfg, columns)
 
 
 def fixed_source(encode: Callable, collate: Callable, keep: Callable | None = None) -> Callable:
@@ -254,7 +266,7 @@ def fixed_source(encode: Callable, collate: Callable, keep: Callable | None = No
             from caujax.data.packing import pack
             rows, join = pack(rows, data_cfg.seq_len, data_cfg.seed), collate_packed
         return FixedBatches(rows, data_cfg.batch_size, data_cfg.seed,
-                            lambda picked: join(picked, data_cfg, pad_id, kl_group), position)
+                            lambda picked: join(picked, data_cfg, pad_id, kl_group, ctx.share), position, ctx.share)
     return make
 
 
