@@ -35,6 +35,7 @@ import argparse
 import json
 import os
 import pathlib
+import sys
 import time
 
 from tqdm import tqdm
@@ -55,7 +56,7 @@ from caujax.eval_resume import (MUST_MATCH, ResumeRefused, check_records, check_
 def suite_items(suite: str, sets: list[str] | None, data_dir: str | None, calm_dir: str | None
                 ) -> tuple[dict[str, list[Item]], pathlib.Path]:
     """(name -> items, the data directory or file read, absolute). Rows whose rewrite failed are dropped, as the
-    paper's table does. Raises FileNotFoundError (data_root: where it looked) and SystemExit for an unknown set.
+    paper's table does. Raises FileNotFoundError (data_root: where it looked) and ValueError for an unknown set.
     The existing benchmarks (cladder, causalprobe) are read by external_eval.suite_items."""
     if suite in external_eval.SUITES:
         return external_eval.suite_items(suite, sets, data_dir)
@@ -63,34 +64,52 @@ def suite_items(suite: str, sets: list[str] | None, data_dir: str | None, calm_d
         names = sets or list(TEST_SETS)
         unknown = sorted(set(names) - set(TEST_SETS))
         if unknown:
-            raise SystemExit(f"error: unknown CauGym set(s) {unknown}; choose from {', '.join(TEST_SETS)}")
+            raise ValueError(f"unknown CauGym set(s) {unknown}; choose from {', '.join(TEST_SETS)}")
         root = data_root(data_dir, "CAUGYM_DIR", "CauGym")
         return {name: load_caugym(name, root) for name in names}, root
     if suite == "calm":
         kinds = sets or list(CALM_KINDS)
         unknown = sorted(set(kinds) - set(CALM_KINDS))
         if unknown:
-            raise SystemExit(f"error: unknown CaLM kind(s) {unknown}; choose from {', '.join(CALM_KINDS)}")
+            raise ValueError(f"unknown CaLM kind(s) {unknown}; choose from {', '.join(CALM_KINDS)}")
         root = data_root(calm_dir, "CALM_DIR", "CaLM")
         return {f"calm_{kind}": load_calm(kind, root) for kind in kinds}, root
     path = pathlib.Path(suite)
     if path.is_file():
         return {path.stem: load_file(path, set_name=path.stem)}, path.resolve()
-    raise SystemExit(f"error: --suite {suite!r} is neither caugym, calm, cladder, causalprobe nor an existing JSON "
-                     f"file of items")
+    raise ValueError(f"--suite {suite!r} is neither caugym, calm, cladder, causalprobe nor an existing JSON file "
+                     f"of items")
 
 
 def spread_over_types(items: list[Item], k: int) -> list[Item]:
-    """k items taken round-robin over the task types (TYPES order: the first of each type, then the second, ...),
-    returned in file order. The CauGym files list their types in blocks of 100, so the first k would be one type."""
+    """k items taken round-robin over the task types (TYPES order, then others by name), returned in file order.
+    Within a type the items come in van der Corput order over their positions (the first, the middle, the quarters,
+    ...), so any k is spread over the whole file, not its start (CLadder and the CauGym files list items in blocks
+    of a type, a story class or a difficulty), and a larger k keeps every item of a smaller one (resuming with a
+    larger --limit adds items)."""
     by_type: dict[str, list[int]] = {}
     for i, item in enumerate(items):
         by_type.setdefault(item.type, []).append(i)
+    by_type = {t: [rows[j] for j in spread_order(len(rows))] for t, rows in by_type.items()}
     order = sorted(by_type, key=lambda t: (TYPES.index(t) if t in TYPES else len(TYPES), t))
     picked: list[int] = []
     for rank in range(max(map(len, by_type.values()), default=0)):
         picked += [by_type[t][rank] for t in order if rank < len(by_type[t])]
     return [items[i] for i in sorted(picked[:k])]
+
+
+def spread_order(n: int) -> list[int]:
+    """0..n-1 in van der Corput (base 2) order scaled to n: 0, n/2, n/4, 3n/4, ... (each position once)."""
+    out, seen, r = [], set(), 0
+    while len(out) < n:
+        x, v, scale = r, 0.0, 0.5
+        while x:
+            v, x, scale = v + scale * (x & 1), x >> 1, scale / 2
+        if (pos := int(v * n)) not in seen:
+            seen.add(pos)
+            out.append(pos)
+        r += 1
+    return out
 
 
 def generate_set(model, tokenizer, name: str, items: list[Item], out_path: pathlib.Path, params, batch_size: int,
@@ -168,20 +187,44 @@ def _parser() -> argparse.ArgumentParser:
     return ap
 
 
+class UsageError(SystemExit):
+    """Exit status 2 (argparse's for a usage error) whose str() is the message, already printed on stderr."""
+
+    def __init__(self, message: str):
+        super().__init__(2)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def refuse(message) -> UsageError:
+    print(f"python -m caujax.eval: error: {message}", file=sys.stderr, flush=True)
+    return UsageError(str(message))
+
+
 def main(argv=None) -> dict[str, dict]:
-    """python -m caujax.eval: a user error (a bad checkpoint, mesh, output path or record) is one line on stderr
-    and exit status 2, as in the other CLIs; other exceptions keep their traceback."""
+    """python -m caujax.eval: a user error (a bad option, checkpoint, data file, mesh, output path or record) is one
+    line on stderr and exit status 2, as in the other CLIs; other exceptions keep their traceback."""
     try:
         return _main(argv)
     except (ValueError, OSError) as e:          # CheckpointError and ResumeRefused are ValueErrors
-        raise SystemExit(f"python -m caujax.eval: error: {e}") from None
+        raise refuse(e) from None
+
+
+# Options checked before anything is loaded or written: (name, test, what it must be).
+LIMITS = (("n", lambda v: v >= 1, ">= 1"), ("batch_size", lambda v: v >= 1, ">= 1"),
+          ("max_new_tokens", lambda v: v >= 1, ">= 1"), ("temperature", lambda v: v >= 0, ">= 0 (0 is greedy)"),
+          ("top_p", lambda v: 0 < v <= 1, "in (0, 1]"), ("top_k", lambda v: v >= 0, ">= 0 (0 is off)"),
+          ("limit", lambda v: v is None or v >= 1, ">= 1"))
 
 
 def _main(argv=None) -> dict[str, dict]:
     ap = _parser()
     args = ap.parse_args(argv)
-    if args.limit is not None and args.limit < 1:
-        ap.error(f"--limit must be >= 1, got {args.limit}")
+    for name, ok, must in LIMITS:
+        if not ok(getattr(args, name)):
+            ap.error(f"--{name.replace('_', '-')} must be {must}, got {getattr(args, name)}")
 
     from caujax.sampling import SamplingParams
 
@@ -192,7 +235,7 @@ def _main(argv=None) -> dict[str, dict]:
                                       args.calm_dir)
         files = model_files(args.model)
     except (ValueError, FileNotFoundError) as e:
-        raise SystemExit(f"python -m caujax.eval: error: {e}") from None
+        raise refuse(e) from None
     model_fingerprint = fingerprint(files)
     out = pathlib.Path(args.out) if args.out else default_out(args.model, model_fingerprint)
     config = {"model": str(pathlib.Path(args.model).resolve()), "model_fingerprint": model_fingerprint,
@@ -204,7 +247,7 @@ def _main(argv=None) -> dict[str, dict]:
     try:            # before loading the model (minutes) and before writing anything
         moved = check_resume(out, config, fresh=args.fresh)
     except ResumeRefused as e:
-        raise SystemExit(f"python -m caujax.eval: error: {e}") from None
+        raise refuse(e) from None
     if moved:
         print(f"moved the previous evaluation's files to {moved}")
 
@@ -223,7 +266,7 @@ def _main(argv=None) -> dict[str, dict]:
             check_records(path, scan_generations(path)[0], items, {it.id: prompt_of(tokenizer, it) for it in items},
                           args.n)
     except ResumeRefused as e:
-        raise SystemExit(f"python -m caujax.eval: error: {e}") from None
+        raise refuse(e) from None
     out.mkdir(parents=True, exist_ok=True)
     (out / "eval_config.json").write_text(json.dumps(config, indent=2))
 
@@ -244,13 +287,18 @@ def _main(argv=None) -> dict[str, dict]:
         cut = [t for it in items for t in generations[it.id].get("truncated", ())]
         truncated[name] = sum(cut)
         print(f"{sum(cut)} of {len(cut)} samples stopped at --max-new-tokens={args.max_new_tokens}"
-              + (" (a reply still thinking there has no final answer under the strict rule)" if sum(cut) else ""))
+              + (f" (a reply still thinking there has no final answer under the "
+                 f"{'final-answer' if external else 'strict'} rule)" if sum(cut) else ""))
         (out / f"{name}.scores.json").write_text(json.dumps(rows, indent=2))
         plot_scores(title, rows, out / f"{name}.png", **(external_eval.plot_options(items, rows) if external else {}))
     compiles = compilations() - compiles_before
     print(f"\nsampler compilations: {compiles}; outputs in {out}")
-    (out / "summary.json").write_text(json.dumps({"scores": report, "truncated_samples": truncated,
-                                                  "sampler_compilations": compiles}, indent=2))
+    # One summary per output directory: the sets of another suite evaluated into it before keep their entries.
+    summary = out / "summary.json"
+    earlier = json.loads(summary.read_text()) if summary.is_file() else {}
+    summary.write_text(json.dumps({"scores": {**earlier.get("scores", {}), **report},
+                                   "truncated_samples": {**earlier.get("truncated_samples", {}), **truncated},
+                                   "sampler_compilations": compiles}, indent=2))
     return report
 
 

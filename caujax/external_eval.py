@@ -24,10 +24,10 @@ def suite_items(suite: str, sets: list[str] | None, data_dir: str | None) -> tup
     """(set name -> items, the file or directory read). CLadder is one set, "cladder", read from --data-dir (a file
     or a directory), else $CLADDER_DIR, else shared/external/cladder or data/cache/cladder; CausalProbe's sets are
     causalprobe_E / _H / _M (default E and H, the paper's), from CausalProbe-<S>.json likewise.
-    Raises FileNotFoundError (where it looked), RowError for a bad row and SystemExit for an unknown set."""
+    Raises FileNotFoundError (where it looked), RowError for a bad row and ValueError for an unknown set."""
     if suite == "cladder":
         if sets and sets != ["cladder"]:
-            raise SystemExit(f"error: --suite cladder has one set, 'cladder'; got --sets {','.join(sets)}")
+            raise ValueError(f"--suite cladder has one set, 'cladder'; got --sets {','.join(sets)}")
         if data_dir is not None and pathlib.Path(data_dir).is_file():
             root = pathlib.Path(data_dir).resolve()
         else:
@@ -37,16 +37,10 @@ def suite_items(suite: str, sets: list[str] | None, data_dir: str | None) -> tup
     subsets = [s.removeprefix("causalprobe_") for s in sets] if sets else list(causalprobe.DEFAULT_SUBSETS)
     unknown = sorted(set(subsets) - set(causalprobe.SUBSETS))
     if unknown:
-        raise SystemExit(f"error: unknown CausalProbe subset(s) {unknown}; choose from "
+        raise ValueError(f"unknown CausalProbe subset(s) {unknown}; choose from "
                          f"{', '.join(causalprobe.SUBSETS)}")
     root = data_root(data_dir, ENV[suite], "CausalProbe", shared="external/causalprobe")
     return {f"causalprobe_{s}": causalprobe.load_causalprobe(s, root) for s in subsets}, root
-
-
-def _messages(item) -> list[dict[str, str]]:
-    if isinstance(item, cladder.CladderItem):
-        return cladder.messages(item)
-    return [{"role": "user", "content": item.problem}]
 
 
 def item_prompt(tokenizer, item) -> str:
@@ -56,7 +50,7 @@ def item_prompt(tokenizer, item) -> str:
     if getattr(tokenizer, "chat_template", None) is None:
         name = getattr(tokenizer, "name_or_path", "") or type(tokenizer).__name__
         raise ValueError(f"tokenizer {name!r} has no chat template (use the instruct/chat variant of the model)")
-    messages = _messages(item)
+    messages = item.messages()
     try:
         return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     except Exception:                                   # jinja2 TemplateError: "System role not supported"
@@ -68,7 +62,7 @@ def item_prompt(tokenizer, item) -> str:
 
 def _groups(item) -> list[str]:
     """The table columns an item counts in, "all" last."""
-    if isinstance(item, cladder.CladderItem):
+    if item.benchmark == "cladder":
         groups = [f"rung {item.rung}", item.query_type]
         if item.question_property:
             groups.append(item.question_property)
@@ -83,21 +77,9 @@ def _columns(items) -> list[str]:
     return [g for g in order if g in present] + sorted(present - set(order) - {"all"}) + ["all"]
 
 
-def _gold(item):
-    return item.answer if isinstance(item, cladder.CladderItem) else item.gold
-
-
-def _suite(item) -> str:
-    return "cladder" if isinstance(item, cladder.CladderItem) else "causalprobe"
-
-
-def _is_multi(item) -> bool:
-    return isinstance(item, causalprobe.ProbeItem) and item.subset == "M"
-
-
 def prediction(item, rule: str, reply: str, opened: bool = False):
     """What `rule` reads from one reply to `item` (external_scoring.predict)."""
-    return xs.predict(_suite(item), rule, reply, multi=_is_multi(item), opened=opened)
+    return xs.predict(item.benchmark, rule, reply, multi=item.multi, opened=opened)
 
 
 def _accuracy(items, outcomes) -> dict[str, float]:
@@ -115,17 +97,17 @@ def model_rows(items, generations: dict[str, dict], label: str = "model") -> dic
     "<label> (official, valid)" is CausalProbe's second official number: accuracy over replies holding a digit."""
     rows = {}
     for rule in xs.RULES:
-        if rule == "official" and any(_is_multi(it) for it in items):
+        if rule == "official" and any(it.multi for it in items):
             continue
         outcomes, valid = [], []
         for item in items:
             record = generations[item.id]
             opened = bool(record.get("prompt_opened_thinking", False))
             preds = [prediction(item, rule, r, opened) for r in record["all_generated_answers"]]
-            outcomes.append([p is not None and p == _gold(item) for p in preds])
-            valid.append([p == _gold(item) for p in preds if p is not None])
+            outcomes.append([p is not None and p == item.gold for p in preds])
+            valid.append([p == item.gold for p in preds if p is not None])
         rows[f"{label} ({rule})"] = _accuracy(items, outcomes)
-        if rule == "official" and _suite(items[0]) == "causalprobe":
+        if rule == "official" and items[0].benchmark == "causalprobe":
             kept = [(it, v) for it, v in zip(items, valid) if v]
             rows[f"{label} (official, valid)"] = _accuracy(*zip(*kept)) if kept else {}
     return rows
@@ -133,19 +115,19 @@ def model_rows(items, generations: dict[str, dict], label: str = "model") -> dic
 
 def baseline_rows(items) -> dict[str, dict[str, float]]:
     """Constant answers and, for CLadder, the symbolic solver (an abstention counts as wrong), per group."""
-    golds = [_gold(it) for it in items]
+    golds = [it.gold for it in items]
     majority = collections.Counter(golds).most_common(1)[0][0]       # ties: the first seen
     name = majority if isinstance(majority, str) else (",".join(map(str, majority)) if isinstance(majority, tuple)
                                                        else str(majority))
     rows = {}
-    if _suite(items[0]) == "cladder":
+    if items[0].benchmark == "cladder":
         rows["always-yes"] = _accuracy(items, [[g == "yes"] for g in golds])
         rows[f"majority (always-{name})"] = _accuracy(items, [[g == majority] for g in golds])
         solved = solver_answers(items)
         rows["solver"] = _accuracy(items, [[s is not None and s == g] for s, g in zip(solved, golds)])
         return rows
     rows[f"majority (always-{name})"] = _accuracy(items, [[g == majority] for g in golds])
-    if any(_is_multi(it) for it in items):            # one of the 15 non-empty subsets of {1, 2, 3, 4}
+    if any(it.multi for it in items):            # one of the 15 non-empty subsets of {1, 2, 3, 4}
         subsets = {tuple(c) for k in range(1, 5) for c in itertools.combinations(range(1, 5), k)}
         rows["uniform random"] = _accuracy(items, [[(g in subsets) / len(subsets)] for g in golds])
     else:                                             # expected accuracy of a uniform guess over the 4 choices
@@ -172,7 +154,7 @@ def set_scores(items, generations: dict[str, dict]) -> dict[str, dict[str, float
 def table_sections(items) -> list[tuple[str, list[str]]]:
     """(title suffix, columns) of the printed tables: CLadder by rung, by query type and by story class."""
     columns = _columns(items)
-    if _suite(items[0]) == "causalprobe":
+    if items[0].benchmark == "causalprobe":
         return [("", columns)]
     rungs = [c for c in columns if c.startswith("rung ")]
     kinds = [c for c in columns if c in cladder.QUERY_TYPES]

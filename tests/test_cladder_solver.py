@@ -190,3 +190,19 @@ def test_dropped_or_mangled_sentence_never_raises(text, data):
     junk = data.draw(st.sampled_from(["", "Foo has a direct effect on foo.", "For x, the probability of y is 5%.",
                                       "The probability of a and b is 101%.", "We observed nothing and nothing."]))
     _valid(solve_cladder(" ".join(sentences[:k] + ([junk] if junk else []) + sentences[k + 1:])))
+
+
+def test_the_report_command_names_a_bad_file_in_one_line(tmp_path, capsys):
+    from caujax.causal.cladder_report import main
+
+    with pytest.raises(SystemExit) as done:
+        main(["--help"])
+    assert done.value.code == 0 and "PATH" in capsys.readouterr().out
+    (tmp_path / "cut.json").write_text('[{"prompt": "x"')
+    for path, message in ((tmp_path / "nope.json", "nope.json does not exist"),
+                          (tmp_path / "cut.json", "cut.json: not a JSON file: Expecting"),
+                          (tmp_path, "no CLadder file in")):
+        with pytest.raises(SystemExit) as done:
+            main([str(path)])
+        err = capsys.readouterr().err
+        assert done.value.code == 2 and err.count("\n") == 1 and message in err and "Traceback" not in err

@@ -130,3 +130,56 @@ def test_torch_free_import_prints_no_torch_notice_but_other_warnings(tmp_path):
     assert done.returncode == 0, done.stderr
     assert done.stderr.count(NOTICE) == 1 and "(a child)" in done.stderr        # only the child logger's copy
     assert "a warning that stays" in done.stderr and "advice that stays" in done.stderr
+
+
+@pytest.mark.parametrize("content, message", [
+    ('[{"problem": "x"', "not a JSON file: Expecting ',' delimiter: line 1 column 17"),
+    ("", "the file is empty"),
+    ("[]", "the JSON array holds no rows"),
+    ("hello", "not a JSON file: Expecting value: line 1 column 1"),
+    ('{"problem": "x"}', "expected a JSON array of rows, got a JSON object"),
+    ('{"problem": "x"}\n{bad\n', "line 2: not valid JSON"),
+])
+def test_a_malformed_file_is_named_with_what_is_wrong_where(capsys, tmp_path, content, message):
+    """The one reader of JSON/JSON-lines rows (data.items.read_rows; `datasets` says StopIteration or no position)."""
+    path = tmp_path / ("bad.jsonl" if "{bad" in content else "bad.json")
+    path.write_text(content)
+    line = _failed(capsys, ["baselines", "--sets", str(path), "--json"])
+    assert f"{path}: {message}" in line
+
+
+def test_a_directory_named_like_a_file_and_json_lines_in_a_json_file(capsys, tmp_path):
+    (tmp_path / "cl.json").mkdir()
+    assert "cl.json does not exist as a file (it is a directory)" in _failed(
+        capsys, ["baselines", "--sets", str(tmp_path / "cl.json"), "--json"])
+    gen = tmp_path / "gen.json"
+    assert main(["generate", "--n", "2", "--out", str(gen)]) == 0
+    lines = tmp_path / "lines.json"                        # JSON lines under a .json name, as `datasets` allows
+    lines.write_text("".join(json.dumps(row) + "\n" for row in json.loads(gen.read_text())))
+    capsys.readouterr()
+    assert main(["baselines", "--sets", f"{gen},{lines}", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report[str(gen)] == report[str(lines)] and report[str(gen)]["n"] == 2
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--format", "cladder", "--tasks", "ATE", "--style", "letters"], "--tasks, --style shape(s) CauGym-format"),
+    (["--format", "cladder", "--precision", "1"], "--precision shape(s) CauGym-format problems"),
+    (["--query-types", "ate"], "--query-types is for --format cladder"),
+])
+def test_generate_refuses_an_option_of_the_other_format(capsys, tmp_path, argv, message):
+    out = tmp_path / "gen.json"
+    assert message in _failed(capsys, ["generate", "--n", "2", "--out", str(out), *argv])
+    assert not out.exists()
+
+
+def test_a_download_that_cannot_connect_names_the_url_and_creates_nothing(capsys, tmp_path, monkeypatch):
+    import urllib.error
+    import urllib.request
+
+    def offline(url, timeout):
+        raise urllib.error.URLError("Name or service not known")
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    line = _failed(capsys, ["download", "--only", "causalprobe", "--dest", str(tmp_path / "d")])
+    assert "cannot fetch https://raw.githubusercontent.com/" in line and "CausalProbe-E.json" in line
+    assert "Name or service not known" in line and not (tmp_path / "d").exists()

@@ -187,8 +187,12 @@ def test_limit_spreads_round_robin_over_types(caugym_dir):
     picked = caujax_eval.spread_over_types(base, 14)
     assert sorted(it.type for it in picked) == [t for t in TYPES for _ in range(2)]      # 2 of each
     assert [it.index for it in picked] == sorted(it.index for it in picked)               # in file order
-    assert [it for it in base if it.type == "PS"][:2] == [it for it in picked if it.type == "PS"]   # the first ones
+    ps = [it for it in base if it.type == "PS"]
+    assert [ps[0], ps[len(ps) // 2]] == [it for it in picked if it.type == "PS"]    # spread, not the first ones
+    assert caujax_eval.spread_order(8) == [0, 4, 2, 6, 1, 5, 3, 7]
+    assert sorted(caujax_eval.spread_order(11)) == list(range(11))
     ten = caujax_eval.spread_over_types(base, 10)
+    assert set(ten) <= set(caujax_eval.spread_over_types(base, 30))                  # a larger limit keeps these
     assert sorted(it.type for it in ten) == sorted([*TYPES, "ATE", "CDE", "ETT"])
     assert caujax_eval.spread_over_types(base, 10) == ten                              # deterministic
     of = {t: [it for it in base if it.type == t] for t in TYPES}
@@ -227,3 +231,20 @@ def test_no_data_anywhere_is_a_clear_error_naming_the_places(models, tmp_path, m
     monkeypatch.setenv("CAUGYM_DIR", str(tmp_path / "typo"))           # a named directory is never replaced
     with pytest.raises(FileNotFoundError, match=r"typo does not exist \(CAUGYM_DIR\)"):
         data_items.data_root(None, "CAUGYM_DIR", "CauGym")
+
+
+@pytest.mark.parametrize("option, message", [
+    (["--batch-size", "0"], "--batch-size must be >= 1, got 0"), (["--n", "0"], "--n must be >= 1, got 0"),
+    (["--top-p", "2"], "--top-p must be in (0, 1], got 2.0"),
+    (["--suite", "cladderr"], "--suite 'cladderr' is neither"),
+    (["--suite", "causalprobe", "--sets", "X"], "unknown CausalProbe subset(s) ['X']"),
+])
+def test_a_bad_option_is_one_line_and_status_2_before_anything_loads(models, tmp_path, capsys, calls, option,
+                                                                      message):
+    a, _ = models
+    out = tmp_path / "o"
+    with pytest.raises(SystemExit) as refused:
+        caujax_eval.main(["--model", str(a), "--out", str(out), *option])
+    err = capsys.readouterr().err
+    assert refused.value.code == 2 and message in err and "Traceback" not in err
+    assert not out.exists() and calls == []

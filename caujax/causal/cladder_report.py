@@ -114,18 +114,28 @@ def format_report(rows: list[Row], examples: int = 3) -> str:
 
 
 def load_items(path) -> list:
-    """The items of a CLadder file, read by the project's loader (`caujax.data.cladder.load_cladder`)."""
-    from caujax.data.cladder import load_cladder
+    """The items of a CLadder file, or of the one file in a directory, read by the project's loader
+    (`caujax.data.cladder.resolve`, `load_cladder`)."""
+    from caujax.data.cladder import load_cladder, resolve
 
-    return load_cladder(path)
+    return load_cladder(resolve(path))
 
 
 def main(argv=None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 1:
-        print("usage: python -m caujax.causal.cladder_report PATH.json", file=sys.stderr)
-        return 2
-    print(format_report(report_rows(load_items(argv[0]))))
+    """The report on stdout (exit 0); a missing or malformed file is one line on stderr naming the file and row
+    (exit 2), like the other command-line tools."""
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m caujax.causal.cladder_report", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("path", metavar="PATH", help="a CLadder file (v1.5 or v1 layout; .json, .jsonl or .parquet) or "
+                                                 "a directory holding one")
+    args = ap.parse_args(argv)
+    try:
+        items = load_items(args.path)
+    except (ValueError, OSError) as e:             # RowError is a ValueError
+        ap.exit(2, f"{ap.prog}: error: {e}\n")
+    print(format_report(report_rows(items)))
     return 0
 
 

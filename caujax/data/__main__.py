@@ -31,7 +31,19 @@ def _download(args):
     download(args.dest, ref=args.ref, force=args.force, sources=sources)
 
 
+CAUGYM_ONLY = ("tasks", "style", "layout", "nodes", "noncause", "precision", "reason")   # generate's options
+
+
 def _generate(args):
+    # An option of the other format would be ignored without a word: refused instead.
+    as_given = lambda v: tuple(v) if isinstance(v, (list, tuple)) else v       # noqa: E731
+    if args.format == "cladder":
+        given = [f"--{k}" for k in CAUGYM_ONLY if as_given(getattr(args, k)) != as_given(args.caugym_defaults[k])]
+        if given:
+            raise ValueError(f"{', '.join(given)} shape(s) CauGym-format problems; --format cladder takes only --n, "
+                             f"--seed, --query-types and --out")
+    elif args.query_types is not None:
+        raise ValueError("--query-types is for --format cladder; CauGym-format problems take --tasks")
     if args.format == "cladder":
         from caujax.causal.cladder_generate import ALL_QUERY_TYPES, generate_cladder
 
@@ -54,10 +66,11 @@ def _generate(args):
 
 
 def _load(name: str, args):
-    """A CauGym set, calm_basic / calm_natural, or a path to a CauGym-format JSON file (e.g. from generate)."""
+    """A CauGym set, calm_basic / calm_natural, or a path to a CauGym-format JSON / JSON-lines file (e.g. from
+    generate)."""
     from caujax.data import calm, caugym
 
-    if name.endswith(".json"):
+    if name.endswith((".json", ".jsonl")):
         return caugym.load_file(name)
     if name in ("calm_basic", "calm_natural"):
         return calm.load_calm(name.removeprefix("calm_"), args.calm_dir)
@@ -159,8 +172,9 @@ def main(argv=None) -> int:
     """Run one subcommand; 0 on success, 2 on a user error (one line on stderr) or a bad option (argparse)."""
     from caujax.data.caugym import TEST_SETS
 
-    set_help = (f"{', '.join(TEST_SETS)}, rl, sft, calm_basic, calm_natural, or a CauGym-format .json file "
-                "(e.g. from generate); baselines also reads CLadder .json/.jsonl files")
+    set_help = (f"{', '.join(TEST_SETS)}, rl, sft, calm_basic, calm_natural, or a CauGym-format .json/.jsonl "
+                "file (e.g. from generate), or a CLadder .json/.jsonl file (either layout; convert makes sft rows "
+                "of it)")
     parser = argparse.ArgumentParser(prog="python -m caujax.data", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -199,10 +213,10 @@ def main(argv=None) -> int:
                    help="with --format cladder: a subset of marginal,correlation,exp_away,ate,backadj,collider_bias,"
                         "ett,nde,nie,det-counterfactual (default: all)")
     p.add_argument("--out", required=True, help="the JSON file to write")
-    p.set_defaults(fn=_generate)
+    p.set_defaults(fn=_generate, caugym_defaults={k: p.get_default(k) for k in CAUGYM_ONLY})
 
     data_args = argparse.ArgumentParser(add_help=False)
-    places = "else ../shared/{0} beside the repository or the working directory, else data/cache/{0}"
+    places = "else shared/{0} beside the repository or beside the working directory, else data/cache/{0}"
     data_args.add_argument("--caugym-dir", default=None, help="default: $CAUGYM_DIR, " + places.format("caugym"))
     data_args.add_argument("--calm-dir", default=None, help="default: $CALM_DIR, " + places.format("calm"))
     data_args.add_argument("--keep-failed", action="store_true", help="keep rows whose rewriting failed")

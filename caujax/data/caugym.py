@@ -21,7 +21,8 @@ CALM_ALIGNED = ("base", "rephrased", "omitted")
 
 def path_of(name: str, data_dir: os.PathLike | str | None = None) -> pathlib.Path:
     if name not in FILES:
-        raise ValueError(f"unknown CauGym set {name!r}; choose from {TEST_SETS + TRAIN_SETS}")
+        raise ValueError(f"unknown CauGym set {name!r}; choose from {', '.join(TEST_SETS + TRAIN_SETS)}, or give "
+                         f"the path of a .json/.jsonl file")
     return data_root(data_dir, "CAUGYM_DIR", "CauGym") / FILES[name][0]
 
 

@@ -13,7 +13,7 @@ import os
 import pathlib
 from dataclasses import dataclass
 
-from caujax.data.items import read_rows, require, row_error
+from caujax.data.items import read_json_array, read_rows, require, row_error, unique_ids
 
 SUBSETS = ("E", "H", "M")
 DEFAULT_SUBSETS = ("E", "H")            # the NeurIPS paper's two sets
@@ -57,6 +57,17 @@ class ProbeItem:
     def type(self) -> str:
         return self.subset
 
+    benchmark = "causalprobe"      # what caujax/external_eval.py reads (see cladder.CladderItem)
+
+    @property
+    def multi(self) -> bool:
+        """M has several correct choices (an exact set match), E and H one."""
+        return self.subset == "M"
+
+    def messages(self) -> list[dict[str, str]]:
+        """The official prompt as the one user turn (CausalProbe has no system prompt)."""
+        return [{"role": "user", "content": self.problem}]
+
 
 def _gold(value, subset: str, path, i: int) -> int | tuple[int, ...]:
     if subset == "M":
@@ -94,20 +105,6 @@ def load_causalprobe(subset: str, root: os.PathLike | str) -> list[ProbeItem]:
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist; fetch it with `python -m caujax.data download --only "
                                 f"causalprobe`")
-    if path.suffix == ".json":            # E's ints and M's lists sit in one column name: keep Python's types
-        try:
-            rows = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path}: not a JSON file: {e}") from None
-        if not isinstance(rows, list):
-            raise ValueError(f"{path}: expected a JSON array of questions, got {type(rows).__name__}")
-    else:
-        rows = read_rows(path)
-    items, seen = [], {}
-    for i, row in enumerate(rows):
-        item = _item(row, subset, path, i)
-        if item.id in seen:
-            raise row_error(path, i, f"id {item.id} already used by row {seen[item.id]}")
-        seen[item.id] = i
-        items.append(item)
-    return items
+    # E's ints and M's lists sit in one column name: a JSON array keeps Python's types
+    rows = read_json_array(path, "questions") if path.suffix == ".json" else read_rows(path)
+    return unique_ids([_item(row, subset, path, i) for i, row in enumerate(rows)], path)

@@ -20,7 +20,7 @@ import pathlib
 from dataclasses import dataclass
 
 from caujax.causal.cladder_answer import QUERY_TYPES, RUNG_OF
-from caujax.data.items import read_rows, row_error
+from caujax.data.items import read_json_array, read_rows, row_error, unique_ids
 
 SYSTEM_PROMPT = ("You are an expert in causal inference. The following question is not a typical commonsense query, "
                  "but rather a meticulously designed question created by a professor specializing in causal "
@@ -52,6 +52,18 @@ class CladderItem:
     def type(self) -> str:
         """The grouping key the generic evaluation code reads (CauGym items have a task type there)."""
         return self.query_type
+
+    # What caujax/external_eval.py reads of an item of either existing benchmark (CausalProbe's ProbeItem alike).
+    benchmark = "cladder"          # external_scoring's suite name
+    multi = False                  # one gold answer
+
+    @property
+    def gold(self) -> str:
+        return self.answer
+
+    def messages(self) -> list[dict[str, str]]:
+        """The official chat turns: CLadder's system prompt, then the question and its answer-mode instruction."""
+        return messages(self)
 
 
 def user_message(text: str) -> str:
@@ -144,16 +156,7 @@ def _rows(path: pathlib.Path) -> list[dict]:
     different keys to numbers or lists per query type) that an Arrow table cannot hold. JSON lines and parquet go
     through `datasets` (items.read_rows)."""
     if path.suffix == ".json":
-        try:
-            rows = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path}: not a JSON file: {e}") from None
-        if isinstance(rows, list):
-            for i, row in enumerate(rows):
-                if not isinstance(row, dict):
-                    raise row_error(path, i, f"expected an object, got {type(row).__name__}: {row!r:.80}")
-            return rows
-        raise ValueError(f"{path}: expected a JSON array of question objects, got {type(rows).__name__}")
+        return read_json_array(path, "question objects")
     return read_rows(path)
 
 
@@ -207,11 +210,4 @@ def load_cladder(path: os.PathLike | str) -> list[CladderItem]:
             cache.append(_backgrounds(path))
         return cache[0]
 
-    items, seen = [], {}
-    for i, row in enumerate(rows):
-        item = _item(row, path, i, backgrounds)
-        if item.id in seen:
-            raise row_error(path, i, f"question id {item.id} already used by row {seen[item.id]}")
-        seen[item.id] = i
-        items.append(item)
-    return items
+    return unique_ids([_item(row, path, i, backgrounds) for i, row in enumerate(rows)], path, "question id")

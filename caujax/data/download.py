@@ -7,6 +7,7 @@ so it is fetched only when asked for by name.
 """
 import json
 import pathlib
+import urllib.error
 import urllib.request
 
 from tqdm import tqdm
@@ -58,15 +59,21 @@ def fetch_cladder(dest: pathlib.Path, revision: str | None = None) -> int:
 
 
 def fetch(url: str, path: pathlib.Path, timeout_s: float = 60.0) -> int:
-    """Download url to path atomically (a partial file never takes the real name); returns the byte count.
-    Raises ValueError when the server returns a Git LFS pointer instead of the file (the CLI prints it on one line)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Download url to path atomically (a partial file never takes the real name, and nothing is created when the
+    server cannot be reached); returns the byte count. Raises OSError naming the URL when it cannot be fetched,
+    ValueError when the server returns a Git LFS pointer instead of the file (the CLI prints either on one line)."""
     tmp = path.with_name(path.name + ".part")
-    with urllib.request.urlopen(url, timeout=timeout_s) as response, open(tmp, "wb") as out:
-        size = 0
-        while chunk := response.read(1 << 20):
-            out.write(chunk)
-            size += len(chunk)
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as response:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(tmp, "wb") as out:
+                size = 0
+                while chunk := response.read(1 << 20):
+                    out.write(chunk)
+                    size += len(chunk)
+    except (urllib.error.URLError, TimeoutError, ConnectionError) as e:
+        tmp.unlink(missing_ok=True)
+        raise OSError(f"cannot fetch {url}: {getattr(e, 'reason', e)} (no network? the file goes to {path})") from None
     with open(tmp, "rb") as f:
         head = f.read(64)
     if head.startswith(b"version https://git-lfs"):      # the repo stores some files in LFS; raw URLs give pointers

@@ -36,6 +36,76 @@ def row_error(path: os.PathLike | str, row: int, msg: str) -> RowError:
     return RowError(f"{path}: row {row}: {msg}")
 
 
+JSON_TYPES = {dict: "object", list: "array", str: "string", int: "number", float: "number", bool: "boolean",
+              type(None): "null"}
+
+
+def read_json_array(path: os.PathLike | str, what: str = "rows") -> list[dict[str, Any]]:
+    """The objects of a JSON array file, parsed with the json module (Python's own types: a field may mix ints and
+    lists, or nest schemaless objects, where an Arrow table cannot). Raises FileNotFoundError, ValueError naming
+    the file (empty, not JSON with its line and column, not an array, an empty array) and RowError for an element
+    that is not an object."""
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist" + (" as a file (it is a directory)" if path.is_dir() else ""))
+    text = path.read_text(encoding="utf-8")
+    if not text.strip():
+        raise ValueError(f"{path}: the file is empty; expected a JSON array of {what}")
+    try:
+        rows = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not a JSON file: {e}") from None
+    if not isinstance(rows, list):
+        raise ValueError(f"{path}: expected a JSON array of {what}, got a JSON {JSON_TYPES[type(rows)]}")
+    if not rows:
+        raise ValueError(f"{path}: the JSON array holds no {what}")
+    for i, row in enumerate(rows):
+        if not isinstance(row, dict):
+            raise row_error(path, i, f"expected an object, got {type(row).__name__}: {row!r:.80}")
+    return rows
+
+
+def unique_ids(items: list, path: os.PathLike | str, what: str = "id") -> list:
+    """`items` (with an .id each, in file row order) when no id repeats; else RowError naming both rows."""
+    seen: dict[str, int] = {}
+    for i, item in enumerate(items):
+        if item.id in seen:
+            raise row_error(path, i, f"{what} {item.id} already used by row {seen[item.id]}")
+        seen[item.id] = i
+    return items
+
+
+def _json_problem(path: pathlib.Path) -> str | None:
+    """Why a .json/.jsonl file cannot be a table of rows, said in the file's terms (`datasets` reports an empty
+    file as StopIteration and a syntax error without its position); None when nothing is wrong on that level.
+    A .json file may hold JSON lines, as `datasets` allows."""
+    text = path.read_text(encoding="utf-8")
+    if not text.strip():
+        return "the file is empty"
+    if path.suffix != ".jsonl":
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as e:
+            return None if _lines_problem(text) is None else f"not a JSON file: {e}"
+        if isinstance(value, list):
+            return None if value else "the JSON array holds no rows"
+        return f"expected a JSON array of rows, got a JSON {JSON_TYPES[type(value)]}"
+    return _lines_problem(text)
+
+
+def _lines_problem(text: str) -> str | None:
+    for n, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as e:
+            return f"line {n}: not valid JSON: {e}"
+        if not isinstance(value, dict):
+            return f"line {n}: expected a JSON object per line, got a JSON {JSON_TYPES[type(value)]}"
+    return None
+
+
 def read_rows(path: os.PathLike | str) -> list[dict[str, Any]]:
     """Rows of a JSON array, JSON-lines or parquet file, read with the `datasets` json/parquet builders.
 
@@ -45,7 +115,9 @@ def read_rows(path: os.PathLike | str) -> list[dict[str, Any]]:
 
     path = pathlib.Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist")
+        raise FileNotFoundError(f"{path} does not exist" + (" as a file (it is a directory)" if path.is_dir() else ""))
+    if path.suffix != ".parquet" and (problem := _json_problem(path)):
+        raise ValueError(f"{path}: {problem}")
     reader = datasets.Dataset.from_parquet if path.suffix == ".parquet" else datasets.Dataset.from_json
     was_enabled = datasets.is_progress_bar_enabled()
     datasets.disable_progress_bars()
@@ -145,12 +217,16 @@ def data_root(explicit: os.PathLike | str | None, env_var: str, what: str, share
     Raises FileNotFoundError when the explicit directory or the one $env_var names does not exist (a directory
     asked for by name is never replaced by another), or when none is given and no place exists; the message
     names every place looked at and how to fetch the files."""
-    fetch = f"fetch the files with `python -m caujax.data download` (writes data/cache/{what.lower()})"
+    fetch = (f"fetch the files with `python -m caujax.data download --only {what.lower()}` (writes "
+             f"data/cache/{what.lower()})")
     if explicit is not None or os.environ.get(env_var):
         raw, source = (explicit, "given explicitly") if explicit is not None else (os.environ[env_var], env_var)
         path = pathlib.Path(raw).expanduser()
+        if path.is_file():
+            raise FileNotFoundError(f"{path} is a file ({source}); give the {what} directory that holds the set files")
         if not path.is_dir():
-            raise FileNotFoundError(f"{what} directory {path} does not exist ({source}); {fetch}")
+            kind = "file" if path.suffix else "directory"
+            raise FileNotFoundError(f"{what} {kind} {path} does not exist ({source}); {fetch}")
         return path.resolve()
     places = data_places(what, shared)
     for path in places:
