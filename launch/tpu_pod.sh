@@ -15,7 +15,8 @@ every worker of the TPU VM pod at once, e.g.
 JAX finds the pod's hosts itself (CAUJAX_DISTRIBUTED=auto, caujax/distributed.py) and the
 ("data", "fsdp", "tensor") mesh spans every chip of the slice. Each host draws the same deterministic batch order
 and builds only its own chips' rows (SFT/DPO/KTO); process 0 alone prints, logs and writes run files;
-every host writes its shards of the orbax checkpoint, so run_dir must be a directory all hosts share (NFS, a mounted bucket).
+every host writes its shards of the orbax checkpoint, so run_dir must be a directory all hosts share (NFS, a
+mounted bucket).
 Paths are relative to the directory it is run from; caujax must be installed there (pip install -e .).
 
 Arguments (all passed to caujax.train; `python -m caujax.train --help` lists every field):
