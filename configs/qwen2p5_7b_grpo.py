@@ -19,7 +19,7 @@ CauGym did not publish its GRPO hyperparameters. Where each value comes from:
 
 Planned memory (python -m caujax.plan --config configs/qwen2p5_7b_grpo.py --mesh fsdp=8 --model.remat=X), GiB per
 device: train step peak none 74, save_dots 36, save_attention 22, full 21. So remat='save_dots', the fastest policy
-whose step leaves 20% of an 80 GB GPU free. The rollout peak, 57 whatever the policy (train state, sampler weights,
+whose step leaves 20% of an 80 GB GPU free. The rollout peak, 31 whatever the policy (train state, sampler weights,
 KV cache), fits too.
 """
 from caujax.config import CheckpointConfig, DataConfig, MeshConfig, ModelSource, OptimConfig, RunConfig

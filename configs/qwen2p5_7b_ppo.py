@@ -17,9 +17,8 @@ optimizer steps.
 
 Planned memory (python -m caujax.plan --config configs/qwen2p5_7b_ppo.py --mesh fsdp=8 --model.remat=X), GiB per
 device: train step peak none 147, save_dots 71, save_attention 44, full 41. So remat='save_attention', the fastest
-policy whose step leaves 20% of an 80 GB GPU free. The rollout peak, 69 whatever the policy (train state, sampler
-weights, KV cache), is above the 67 GiB that launch/gpu.sh's default memory fraction (0.9) leaves on an 80 GB GPU:
-add --mesh.tensor=2 on 16 GPUs, as the planner suggests for the 14B presets (bench/README.md "Planner").
+policy whose step leaves 20% of an 80 GB GPU free. The rollout peak, 43 whatever the policy (train state, sampler
+weights, KV cache), fits too (under the 67 GiB that launch/gpu.sh's default memory fraction, 0.9, leaves).
 """
 from caujax.config import CheckpointConfig, DataConfig, MeshConfig, ModelSource, OptimConfig, RunConfig
 from caujax.losses.params import PPOParams, RolloutParams

@@ -19,8 +19,9 @@ CauGym did not publish its GRPO hyperparameters. Where each value comes from:
 
 Planned memory (python -m caujax.plan --config configs/r1_qwen_14b_grpo.py --mesh fsdp=8 --model.remat=X), GiB per
 device: train step peak none 181, save_dots 78, save_attention 46, full 42. So remat='save_attention', the fastest
-policy whose step leaves 20% of an 80 GB GPU free. The rollout peak, 132 whatever the policy (train state, sampler
-weights, KV cache), does not fit one 8 x 80 GB node: bench/README.md "Planner" has the meshes that do.
+policy whose step leaves 20% of an 80 GB GPU free. The rollout peak, 80 whatever the policy (train state, sampler
+weights, KV cache), does not fit one 8 x 80 GB node: bench/README.md "Planner" has the meshes that do (fsdp=8 x
+tensor=2: 40).
 """
 from caujax.config import CheckpointConfig, DataConfig, MeshConfig, ModelSource, OptimConfig, RunConfig
 from caujax.losses.params import GRPOParams, RolloutParams

@@ -17,8 +17,8 @@ optimizer steps.
 
 Planned memory (python -m caujax.plan --config configs/r1_qwen_14b_ppo.py --mesh fsdp=8 --model.remat=X), GiB per
 device: train step peak none 362, save_dots 160, save_attention 94, full 84. No policy leaves 20% of an 80 GB GPU
-free; remat='full' needs the least. The rollout peak, 142 whatever the policy (train state, sampler weights, KV
-cache), does not fit one 8 x 80 GB node: bench/README.md "Planner" has the meshes that do.
+free; remat='full' needs the least. The rollout peak, 90 whatever the policy (train state, sampler weights, KV
+cache), does not fit one 8 x 80 GB node: bench/README.md "Planner" has the meshes that do (fsdp=8 x tensor=2: 45).
 """
 from caujax.config import CheckpointConfig, DataConfig, MeshConfig, ModelSource, OptimConfig, RunConfig
 from caujax.losses.params import PPOParams, RolloutParams
