@@ -163,7 +163,8 @@ def _parser() -> argparse.ArgumentParser:
                          "items in the CauGym format (default caugym)")
     ap.add_argument("--sets", default=None, metavar="A,B",
                     help=f"comma-separated subset; caugym: {', '.join(TEST_SETS)} (default all); calm: "
-                         f"{', '.join(CALM_KINDS)} (default both); causalprobe: E, H, M (default E,H)")
+                         f"{', '.join(CALM_KINDS)} (default both); causalprobe: E, H, M (default E,H); cladder: one "
+                         f"set, cladder")
     ap.add_argument("--data-dir", default=None,
                     help="CauGym directory, or the CLadder file or directory, or the CausalProbe directory, for the "
                          "chosen suite (default: see Data above)")
@@ -257,6 +258,7 @@ def _main(argv=None) -> dict[str, dict]:
 
     mesh = make_mesh(*(int(x) for x in args.mesh.split(","))) if args.mesh else None
     model, tokenizer = load_pretrained(args.model, dtype=args.dtype, mesh=mesh)
+    whole = sets
     sets = {name: spread_over_types(items, args.limit) if args.limit else items for name, items in sets.items()}
     external = args.suite in external_eval.SUITES
     prompt_of = external_eval.item_prompt if external else item_prompt
@@ -268,6 +270,10 @@ def _main(argv=None) -> dict[str, dict]:
     except ResumeRefused as e:
         raise refuse(e) from None
     out.mkdir(parents=True, exist_ok=True)
+    # Which file each set came from, kept across suites evaluated into one directory (the rest is the last call's).
+    earlier = out / "eval_config.json"
+    earlier = json.loads(earlier.read_text()).get("data_by_set", {}) if earlier.is_file() else {}
+    config["data_by_set"] = {**earlier, **{name: str(data_path) for name in sets}}
     (out / "eval_config.json").write_text(json.dumps(config, indent=2))
 
     compiles_before = compilations()
@@ -277,7 +283,7 @@ def _main(argv=None) -> dict[str, dict]:
                                    prompt_of)
         title = f"{name}: {len(items)} items x {args.n} samples, accuracy (%)"
         if external:
-            rows = external_eval.set_scores(items, {it.id: generations[it.id] for it in items})
+            rows = external_eval.set_scores(items, {it.id: generations[it.id] for it in items}, whole[name])
             for suffix, columns in external_eval.table_sections(items):
                 print("\n" + format_scores(title + suffix, rows, columns))
         else:

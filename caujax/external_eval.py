@@ -113,10 +113,12 @@ def model_rows(items, generations: dict[str, dict], label: str = "model") -> dic
     return rows
 
 
-def baseline_rows(items) -> dict[str, dict[str, float]]:
-    """Constant answers and, for CLadder, the symbolic solver (an abstention counts as wrong), per group."""
+def baseline_rows(items, population=None) -> dict[str, dict[str, float]]:
+    """Constant answers and, for CLadder, the symbolic solver (an abstention counts as wrong), per group, on `items`.
+    The majority answer is the whole set's (`population`, default `items`): with --limit a sample's own majority
+    would be chosen after seeing its golds."""
     golds = [it.gold for it in items]
-    majority = collections.Counter(golds).most_common(1)[0][0]       # ties: the first seen
+    majority = collections.Counter(it.gold for it in population or items).most_common(1)[0][0]   # ties: first seen
     name = majority if isinstance(majority, str) else (",".join(map(str, majority)) if isinstance(majority, tuple)
                                                        else str(majority))
     rows = {}
@@ -146,9 +148,10 @@ def solver_answers(items) -> list[str | None]:
     return out
 
 
-def set_scores(items, generations: dict[str, dict]) -> dict[str, dict[str, float]]:
-    """{row label: {group: accuracy}}: the model under each rule, then the baselines."""
-    return {**model_rows(items, generations), **baseline_rows(items)}
+def set_scores(items, generations: dict[str, dict], population=None) -> dict[str, dict[str, float]]:
+    """{row label: {group: accuracy}}: the model under each rule, then the baselines (population: the whole set
+    the items were drawn from, for the majority answer)."""
+    return {**model_rows(items, generations), **baseline_rows(items, population)}
 
 
 def table_sections(items) -> list[tuple[str, list[str]]]:

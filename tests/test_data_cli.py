@@ -183,3 +183,17 @@ def test_a_download_that_cannot_connect_names_the_url_and_creates_nothing(capsys
     line = _failed(capsys, ["download", "--only", "causalprobe", "--dest", str(tmp_path / "d")])
     assert "cannot fetch https://raw.githubusercontent.com/" in line and "CausalProbe-E.json" in line
     assert "Name or service not known" in line and not (tmp_path / "d").exists()
+
+
+def test_parquet_sets_and_a_directory_as_generate_output(capsys, tmp_path):
+    import datasets
+
+    gen = tmp_path / "gen.json"
+    assert main(["generate", "--n", "3", "--out", str(gen)]) == 0
+    datasets.Dataset.from_list(json.loads(gen.read_text())).to_parquet(str(tmp_path / "gen.parquet"))
+    capsys.readouterr()
+    assert main(["baselines", "--sets", f"{gen},{tmp_path / 'gen.parquet'}", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report[str(gen)] == report[str(tmp_path / "gen.parquet")]
+    assert "is a directory; give the JSON file to write" in _failed(capsys, ["generate", "--n", "2", "--out",
+                                                                            str(tmp_path)])

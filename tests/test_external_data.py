@@ -104,7 +104,8 @@ def test_causalprobe_official_prompt_is_the_template_verbatim():
 @pytest.mark.parametrize("subset, change, message", [
     ("E", {"answer": [1, 2]}, "answer should be one choice number"),
     ("M", {"answer": 2}, "answer should be a non-empty list"),
-    ("H", {"choice_3": None}, "missing field 'choice_3'"),
+    ("H", {"choice_3": None}, r"missing field 'choice_3' \(absent or null; has \['answer', 'choice_1'"),
+    ("E", {"answer": None}, r"missing field 'answer' \(absent or null; has \['choice_1'"),
     ("E", {"question": 5}, "field 'question' should be str"),
 ])
 def test_a_bad_causalprobe_row_names_the_file_and_the_row(tmp_path, subset, change, message):
@@ -133,3 +134,59 @@ def test_download_plans_causalprobe_and_writes_cladder_through_datasets(tmp_path
     assert not list((tmp_path / "cladder").glob("*.partial.json"))
     with pytest.raises(ValueError, match="unknown data source"):
         download.download(tmp_path, sources=("cladder", "copa"))
+
+
+@pytest.mark.parametrize("content, message", [
+    ('[{"model_id": 4, "background": "B"', "cladder-v1-meta-models.json: not a JSON file: Expecting"),
+    ("", "cladder-v1-meta-models.json: the file is empty"),
+    ("[1, 2, 3]", "cladder-v1-meta-models.json: row 0: expected an object, got int"),
+    ('[{"model_id": "abc", "background": "B"}]', "cladder-v1-meta-models.json: row 0: model_id should be an integer"),
+])
+def test_a_bad_meta_models_file_is_named(tmp_path, content, message):
+    (tmp_path / "q.json").write_text(json.dumps([V1_ROW]))
+    (tmp_path / cladder.META_MODELS).write_text(content)
+    with pytest.raises(ValueError, match=message):
+        cladder.load_cladder(tmp_path / "q.json")
+
+
+def test_a_file_of_another_benchmark_is_named_as_such(tmp_path):
+    from caujax.data import caugym
+
+    probe = tmp_path / "CausalProbe-E.json"
+    probe.write_text(json.dumps([{"id": 1, "context": "c", "question": "q", "choice_1": "a", "choice_2": "b",
+                                  "choice_3": "c", "choice_4": "d", "answer": 3}]))
+    ladder = tmp_path / "ladder.json"
+    ladder.write_text(json.dumps([{**V1_ROW, "background": BACKGROUND}]))
+    with pytest.raises(ValueError, match="a CausalProbe file, not CauGym items; evaluate it with `--suite causalprobe"):
+        caugym.load_file(probe)
+    with pytest.raises(ValueError, match="a CausalProbe file, not CLadder items"):
+        cladder.load_cladder(probe)
+    with pytest.raises(ValueError, match="a CLadder file, not CauGym items; evaluate it with `--suite cladder"):
+        caugym.load_file(ladder)
+
+
+def test_json_lines_under_a_json_name_and_a_fractional_rung(tmp_path):
+    path = tmp_path / "q.json"
+    path.write_text("".join(json.dumps({**V1_ROW, "background": BACKGROUND, "question_id": q}) + "\n" for q in (7, 8)))
+    assert [it.id for it in cladder.load_cladder(path)] == ["7", "8"]
+    path.write_text(json.dumps([{**V1_ROW, "background": BACKGROUND, "meta": {**V1_ROW["meta"], "rung": 2.7}}]))
+    with pytest.raises(RowError, match="row 0: rung should be 1, 2 or 3, got 2.7"):
+        cladder.load_cladder(path)
+
+
+def test_convert_makes_sft_rows_with_the_evaluation_prompt(tmp_path, capsys):
+    """The prompt is what the evaluation shows (system prompt folded into the user turn); the completion answers
+    first, as the instruction asks, then the release's steps; an item without reasoning is skipped and counted."""
+    from caujax.data.__main__ import main
+
+    path, out = tmp_path / "q.json", tmp_path / "sft.jsonl"
+    path.write_text(json.dumps([{**V1_ROW, "background": BACKGROUND},
+                                {**V1_ROW, "question_id": 8, "background": BACKGROUND, "reasoning": "nan"}]))
+    assert main(["convert", "--set", str(path), "--to", "sft", "--out", str(out)]) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    item = cladder.load_cladder(path)[0]
+    assert len(rows) == 1 and rows[0]["id"] == "7"
+    assert rows[0]["prompt"] == f"{cladder.SYSTEM_PROMPT}\n\n{cladder.user_message(item.problem)}"
+    assert rows[0]["completion"] == "Yes.\nLet X = zorb; Y = plim.\nX->Y\n0.40 > 0\nSo the answer is yes."
+    said = capsys.readouterr().out
+    assert "wrote 1 sft rows from 2 CLadder items" in said and "(1 without worked reasoning skipped)" in said

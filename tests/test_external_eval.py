@@ -123,3 +123,14 @@ def test_baselines_json_keeps_caugym_files(tmp_path, capsys):
     summary = json.loads(capsys.readouterr().out)[str(gen)]
     assert summary["n"] == 7 and summary["solver_coverage"] == 1.0 and summary["solver_accuracy"] == 1.0
     assert 0 <= summary["always-0 (paper)"] <= 1
+
+
+def test_the_majority_baseline_is_the_whole_sets_answer_not_the_samples():
+    """With --limit the sample's own majority would be picked after seeing its golds (eval passes the whole set)."""
+    from caujax.data.cladder import CladderItem
+    from caujax.external_eval import baseline_rows
+
+    whole = [CladderItem(str(i), "x", "yes" if i < 6 else "no", 1, "marginal") for i in range(10)]
+    sample = whole[6:]                                          # all "no"
+    assert baseline_rows(sample, whole)["majority (always-yes)"]["all"] == 0.0
+    assert baseline_rows(sample)["majority (always-no)"]["all"] == 1.0

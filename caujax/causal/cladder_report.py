@@ -135,7 +135,10 @@ def main(argv=None) -> int:
         items = load_items(args.path)
     except (ValueError, OSError) as e:             # RowError is a ValueError
         ap.exit(2, f"{ap.prog}: error: {e}\n")
-    print(format_report(report_rows(items)))
+    try:
+        print(format_report(report_rows(items)))
+    except BrokenPipeError:           # `... | head`: the reader has what it wanted
+        sys.stderr.close()
     return 0
 
 

@@ -35,6 +35,9 @@ CAUGYM_ONLY = ("tasks", "style", "layout", "nodes", "noncause", "precision", "re
 
 
 def _generate(args):
+    out = pathlib.Path(args.out)
+    if out.is_dir():
+        raise ValueError(f"--out {out} is a directory; give the JSON file to write, e.g. {out / 'problems.json'}")
     # An option of the other format would be ignored without a word: refused instead.
     as_given = lambda v: tuple(v) if isinstance(v, (list, tuple)) else v       # noqa: E731
     if args.format == "cladder":
@@ -59,18 +62,17 @@ def _generate(args):
         items = generate(args.n, args.seed, tasks=args.tasks, style=args.style, layout=args.layout,
                          nodes=tuple(args.nodes), noncause=args.noncause, precision=args.precision,
                          reason=args.reason)
-    out = pathlib.Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(items, ensure_ascii=False, indent=1), encoding="utf-8")
     print(f"wrote {len(items)} problems to {out}")
 
 
 def _load(name: str, args):
-    """A CauGym set, calm_basic / calm_natural, or a path to a CauGym-format JSON / JSON-lines file (e.g. from
-    generate)."""
+    """A CauGym set, calm_basic / calm_natural, or a path to a CauGym-format JSON / JSON-lines / parquet file (e.g.
+    from generate)."""
     from caujax.data import calm, caugym
 
-    if name.endswith((".json", ".jsonl")):
+    if name.endswith((".json", ".jsonl", ".parquet")):
         return caugym.load_file(name)
     if name in ("calm_basic", "calm_natural"):
         return calm.load_calm(name.removeprefix("calm_"), args.calm_dir)
@@ -172,9 +174,8 @@ def main(argv=None) -> int:
     """Run one subcommand; 0 on success, 2 on a user error (one line on stderr) or a bad option (argparse)."""
     from caujax.data.caugym import TEST_SETS
 
-    set_help = (f"{', '.join(TEST_SETS)}, rl, sft, calm_basic, calm_natural, or a CauGym-format .json/.jsonl "
-                "file (e.g. from generate), or a CLadder .json/.jsonl file (either layout; convert makes sft rows "
-                "of it)")
+    set_help = (f"{', '.join(TEST_SETS)}, rl, sft, calm_basic, calm_natural, a CauGym-format .json/.jsonl/.parquet "
+                "file (e.g. from generate), or a CLadder .json/.jsonl file (either layout)")
     parser = argparse.ArgumentParser(prog="python -m caujax.data", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -188,7 +189,8 @@ def main(argv=None) -> int:
     p.add_argument("--force", action="store_true", help="fetch files that already exist again")
     p.set_defaults(fn=_download)
 
-    p = sub.add_parser("generate", help="write new problems (CauGym JSON format) with the causal engine")
+    p = sub.add_parser("generate", help="write new problems with the causal engine (CauGym format, or CLadder "
+                                        "yes/no questions with --format cladder)")
     p.add_argument("--n", type=_positive_int, required=True, help="number of problems")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--tasks", type=_task_list, default=TYPES, metavar="T1,T2,...",
@@ -212,7 +214,7 @@ def main(argv=None) -> int:
     p.add_argument("--query-types", default=None, metavar="Q1,Q2",
                    help="with --format cladder: a subset of marginal,correlation,exp_away,ate,backadj,collider_bias,"
                         "ett,nde,nie,det-counterfactual (default: all)")
-    p.add_argument("--out", required=True, help="the JSON file to write")
+    p.add_argument("--out", required=True, help="the JSON file to write (not a directory)")
     p.set_defaults(fn=_generate, caugym_defaults={k: p.get_default(k) for k in CAUGYM_ONLY})
 
     data_args = argparse.ArgumentParser(add_help=False)
@@ -225,10 +227,12 @@ def main(argv=None) -> int:
     p.add_argument("--set", required=True, help=set_help)
     p.add_argument("--to", choices=("sft", "dpo", "kto", "rl"), required=True)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", required=True)
+    p.add_argument("--out", required=True, help="the JSON-lines file to write (e.g. a run's data.source)")
     p.set_defaults(fn=_convert)
 
-    p = sub.add_parser("baselines", parents=[data_args], help="always-0 / always-LACK / solver accuracy tables")
+    p = sub.add_parser("baselines", parents=[data_args],
+                       help="trivial baselines and solver accuracy per set (CauGym-format: always-0 / always-LACK / "
+                            "solver; CLadder: always-yes / majority / solver)")
     p.add_argument("--sets", default=",".join((*TEST_SETS, "calm_basic")), help="comma-separated; " + set_help)
     p.add_argument("--no-solver", action="store_true")
     p.add_argument("--json", action="store_true",

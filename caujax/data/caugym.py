@@ -3,8 +3,9 @@ import os
 import pathlib
 
 from caujax.causal.answer import LACK_CONDITION, infer_type
-from caujax.data.items import (Item, check_answer, check_type, clean_reason, data_root, read_rows, require,
-                               row_error)
+from caujax.data.items import (Item, check_answer, check_layout, check_type, clean_reason, data_root, read_rows,
+                               require, row_error)
+
 
 TEST_SETS = ("base", "rephrased", "omitted", "deconfounding", "redundant", "insufficient")
 TRAIN_SETS = ("rl", "sft")
@@ -115,7 +116,8 @@ def load_file(path: os.PathLike | str, set_name: str = "generated") -> list[Item
     """Any JSON file in the CauGym test-set format (problem, answer, Reason, Type), e.g. `generate` output."""
     if set_name in TRAIN_SETS:
         raise ValueError(f"{set_name!r} is a parquet training set; use load_caugym")
-    return [_test_item(row, path, i, set_name) for i, row in enumerate(read_rows(path))]
+    rows = check_layout(read_rows(path), path, "CauGym")
+    return [_test_item(row, path, i, set_name) for i, row in enumerate(rows)]
 
 
 def load_rl_file(path: os.PathLike | str) -> list[Item]:

@@ -13,7 +13,7 @@ import os
 import pathlib
 from dataclasses import dataclass
 
-from caujax.data.items import read_json_array, read_rows, require, row_error, unique_ids
+from caujax.data.items import check_layout, read_json_array, read_rows, require, row_error, unique_ids
 
 SUBSETS = ("E", "H", "M")
 DEFAULT_SUBSETS = ("E", "H")            # the NeurIPS paper's two sets
@@ -83,8 +83,9 @@ def _gold(value, subset: str, path, i: int) -> int | tuple[int, ...]:
 def _item(row: dict, subset: str, path, i: int) -> ProbeItem:
     if not isinstance(row, dict):
         raise row_error(path, i, f"expected an object, got {type(row).__name__}")
-    if "answer" not in row or row["answer"] is None:
-        raise row_error(path, i, f"missing field 'answer' (has {sorted(row)})")
+    if row.get("answer") is None:
+        has = sorted(k for k, v in row.items() if v is not None)
+        raise row_error(path, i, f"missing field 'answer' (absent or null; has {has})")
     context = row.get("context") if row.get("context") is not None else ""   # two E rows have an empty context
     if not isinstance(context, str):
         raise row_error(path, i, f"field 'context' should be str, got {type(context).__name__}")
@@ -106,5 +107,6 @@ def load_causalprobe(subset: str, root: os.PathLike | str) -> list[ProbeItem]:
         raise FileNotFoundError(f"{path} does not exist; fetch it with `python -m caujax.data download --only "
                                 f"causalprobe`")
     # E's ints and M's lists sit in one column name: a JSON array keeps Python's types
-    rows = read_json_array(path, "questions") if path.suffix == ".json" else read_rows(path)
+    rows = check_layout(read_json_array(path, "questions") if path.suffix == ".json" else read_rows(path), path,
+                        "CausalProbe")
     return unique_ids([_item(row, subset, path, i) for i, row in enumerate(rows)], path)

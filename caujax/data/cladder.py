@@ -20,7 +20,7 @@ import pathlib
 from dataclasses import dataclass
 
 from caujax.causal.cladder_answer import QUERY_TYPES, RUNG_OF
-from caujax.data.items import read_json_array, read_rows, row_error, unique_ids
+from caujax.data.items import check_layout, read_json_array, read_rows, row_error, unique_ids
 
 SYSTEM_PROMPT = ("You are an expert in causal inference. The following question is not a typical commonsense query, "
                  "but rather a meticulously designed question created by a professor specializing in causal "
@@ -76,14 +76,16 @@ def messages(item: CladderItem) -> list[dict[str, str]]:
 
 
 def sft_row(item: CladderItem) -> dict[str, str]:
-    """An SFT row (`python -m caujax.data convert --to sft`): the official user turn, and a completion that opens
-    with "Yes" or "No" as the instruction asks, then the worked steps of `reasoning`. Raises ValueError for an item
+    """An SFT row (`python -m caujax.data convert --to sft`): the official system prompt and user turn as one prompt
+    (an SFT row has one user message: this is the folded form the evaluation uses for templates without a system
+    role), and a completion that opens with "Yes" or "No" as the instruction asks, then the worked steps of
+    `reasoning`. Raises ValueError for an item
     without usable reasoning (the v1.5 release ships "nan" lines for backadj)."""
     steps = [line for line in item.reasoning.split("\n") if line.strip() and line.strip() != "nan"]
     if not steps:
         raise ValueError(f"CLadder item {item.id} has no worked reasoning to imitate")
     verdict = "Yes" if item.answer == "yes" else "No"
-    return {"id": item.id, "prompt": user_message(item.problem),
+    return {"id": item.id, "prompt": f"{SYSTEM_PROMPT}\n\n{user_message(item.problem)}",
             "completion": f"{verdict}.\n" + "\n".join(steps) + f"\nSo the answer is {verdict.lower()}."}
 
 
@@ -104,8 +106,14 @@ def _backgrounds(path: pathlib.Path) -> dict[int, str]:
     meta = path.parent / META_MODELS
     if not meta.is_file():
         return {}
-    models = json.loads(meta.read_text(encoding="utf-8"))
-    return {int(m["model_id"]): m["background"] for m in models if "model_id" in m and "background" in m}
+    models = read_json_array(meta, "causal model objects")
+    out = {}
+    for i, m in enumerate(models):
+        if "model_id" in m and "background" in m:
+            if not isinstance(m["model_id"], int) or isinstance(m["model_id"], bool):
+                raise row_error(meta, i, f"model_id should be an integer, got {m['model_id']!r:.40}")
+            out[m["model_id"]] = m["background"]
+    return out
 
 
 def _item(row: dict, path: pathlib.Path, i: int, backgrounds) -> CladderItem:
@@ -137,6 +145,8 @@ def _item(row: dict, path: pathlib.Path, i: int, backgrounds) -> CladderItem:
         raise row_error(path, i, f"query_type {query_type!r} is not one of {', '.join(QUERY_TYPES)}")
     rung = field("rung")
     try:
+        if isinstance(rung, bool) or (isinstance(rung, float) and not rung.is_integer()):
+            raise ValueError
         rung = int(rung)
     except (TypeError, ValueError):
         raise row_error(path, i, f"rung should be 1, 2 or 3, got {rung!r}") from None
@@ -155,9 +165,8 @@ def _rows(path: pathlib.Path) -> list[dict]:
     """A JSON array is parsed with the json module: v1 rows nest a schemaless `meta` (its `given_info` maps
     different keys to numbers or lists per query type) that an Arrow table cannot hold. JSON lines and parquet go
     through `datasets` (items.read_rows)."""
-    if path.suffix == ".json":
-        return read_json_array(path, "question objects")
-    return read_rows(path)
+    rows = read_json_array(path, "question objects") if path.suffix == ".json" else read_rows(path)
+    return check_layout(rows, path, "CLadder")
 
 
 def looks_like_cladder(path: os.PathLike | str) -> bool:

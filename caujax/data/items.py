@@ -54,7 +54,9 @@ def read_json_array(path: os.PathLike | str, what: str = "rows") -> list[dict[st
     try:
         rows = json.loads(text)
     except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not a JSON file: {e}") from None
+        if _lines_problem(text) is not None:
+            raise ValueError(f"{path}: not a JSON file: {e}") from None
+        rows = [json.loads(line) for line in text.splitlines() if line.strip()]     # JSON lines, as `datasets` reads
     if not isinstance(rows, list):
         raise ValueError(f"{path}: expected a JSON array of {what}, got a JSON {JSON_TYPES[type(rows)]}")
     if not rows:
@@ -62,6 +64,38 @@ def read_json_array(path: os.PathLike | str, what: str = "rows") -> list[dict[st
     for i, row in enumerate(rows):
         if not isinstance(row, dict):
             raise row_error(path, i, f"expected an object, got {type(row).__name__}: {row!r:.80}")
+    return rows
+
+
+def foreign_layout(row: Any) -> str | None:
+    """What a first row that is not the expected layout looks like, for the error message: "CLadder", "CausalProbe"
+    or "CauGym" (None when it is none of them)."""
+    if not isinstance(row, dict):
+        return None
+    meta = row.get("meta") if isinstance(row.get("meta"), dict) else {}
+    if all(f"choice_{k}" in row for k in range(1, 5)):
+        return "CausalProbe"
+    if ("prompt" in row or "given_info" in row or "question" in row) and ("query_type" in row or "query_type" in meta):
+        return "CLadder"
+    if "problem" in row and ("Reason" in row or "answer" in row):
+        return "CauGym"
+    return None
+
+
+HOW_TO_READ = {"CLadder": "evaluate it with `--suite cladder --data-dir FILE`; `python -m caujax.data baselines` and "
+                          "`convert` read it as it is (.json/.jsonl)",
+               "CausalProbe": "evaluate it with `--suite causalprobe --data-dir DIR` (the directory holding "
+                              "CausalProbe-E/H/M.json)",
+               "CauGym": "evaluate it with `--suite FILE`; baselines and convert take it as `--sets`/`--set FILE`"}
+
+
+def check_layout(rows: list, path, expected: str) -> list:
+    """`rows` when their first row is not recognisably another benchmark's; else ValueError saying which one it is
+    and how to read it (a CausalProbe file given where CauGym items are read would otherwise fail on row 0 as
+    'missing field problem')."""
+    found = foreign_layout(rows[0]) if rows else None
+    if found is not None and found != expected:
+        raise ValueError(f"{path}: a {found} file, not {expected} items; {HOW_TO_READ[found]}")
     return rows
 
 
@@ -133,8 +167,9 @@ def read_rows(path: os.PathLike | str) -> list[dict[str, Any]]:
 
 def require(row: dict, key: str, kind: type, path, i: int):
     """row[key], checked to be present, not null and of `kind`."""
-    if key not in row or row[key] is None:
-        raise row_error(path, i, f"missing field {key!r} (has {sorted(k for k, v in row.items() if v is not None)})")
+    if row.get(key) is None:
+        has = sorted(k for k, v in row.items() if v is not None)
+        raise row_error(path, i, f"missing field {key!r} (absent or null; has {has})")
     value = row[key]
     if not isinstance(value, kind):
         raise row_error(path, i, f"field {key!r} should be {kind.__name__}, got {type(value).__name__}: {value!r:.80}")
