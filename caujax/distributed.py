@@ -32,7 +32,12 @@ def initialize_from_env(environ=None) -> bool:
     if not given and not mode:
         return False
     if mode == "auto" and not given:
-        jax.distributed.initialize()
+        try:
+            jax.distributed.initialize()
+        except (ValueError, RuntimeError) as e:      # JAX's own words name its arguments, not the environment
+            raise ValueError(f"CAUJAX_DISTRIBUTED=auto found no cluster to join ({e}): JAX detects TPU pod workers, "
+                             f"SLURM and Open MPI jobs; elsewhere set JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and "
+                             f"JAX_PROCESS_ID, or run python -m caujax.train directly on one machine") from None
         return True
     missing = [v for v in _VARS if v not in given]
     if missing:

@@ -24,6 +24,8 @@ import pathlib
 import re
 import sys
 
+import numpy as np
+
 from caujax.memory_plan import (SHAPES, Plan, architecture, batch_spec, collectives, make_plan,  # noqa: F401
                                 shape_config)
 
@@ -33,22 +35,45 @@ GiB = 2 ** 30
 def parse_mesh(text: str) -> dict[str, int]:
     """"data=1,fsdp=32,tensor=2" -> {"data": 1, "fsdp": 32, "tensor": 2} (missing axes are 1). ValueError names
     the bad part."""
-    sizes = {"data": 1, "fsdp": 1, "tensor": 1}
+    sizes, seen = {"data": 1, "fsdp": 1, "tensor": 1}, set()
     for part in filter(None, (p.strip() for p in text.split(","))):
         name, _, value = part.partition("=")
         if name not in sizes or not value.isdigit() or int(value) < 1:
-            raise ValueError(f"--mesh {text!r}: {part!r} is not AXIS=N with AXIS in data, fsdp, tensor and N >= 1")
+            raise ValueError(f"--mesh {text!r}: {part!r} is not AXIS=N with AXIS in data, fsdp, tensor and N >= 1 "
+                             f"(e.g. data=1,fsdp=8,tensor=1)")
+        if name in seen:
+            raise ValueError(f"--mesh {text!r}: {name} is given twice")
+        seen.add(name)
         sizes[name] = int(value)
     return sizes
 
 
+def _at_least_one(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return int(text)
+
+
 def parse_bytes(text: str) -> int:
-    """"95GiB", "80GB", "16e9" -> bytes."""
-    m = re.fullmatch(r"\s*(\d+(?:\.\d*)?(?:e\d+)?)\s*(GiB|GB|MiB|MB|TiB|TB|B)?\s*", text)
+    """"95GiB", "80GB", "16e9B" -> bytes. A number needs its unit: a bare 80 (bytes) is surely meant as GB."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d*)?(?:e\d+)?)\s*(GiB|GB|MiB|MB|TiB|TB|B)\s*", text)
     if not m or float(m[1]) <= 0:
-        raise ValueError(f"--hbm {text!r}: expected a positive size such as 95GiB or 80GB")
+        raise ValueError(f"--hbm {text!r}: expected a positive size with its unit, such as 95GiB or 80GB")
     unit = {"GiB": GiB, "GB": 10 ** 9, "MiB": 2 ** 20, "MB": 10 ** 6, "TiB": 2 ** 40, "TB": 10 ** 12}.get(m[2], 1)
     return int(float(m[1]) * unit)
+
+
+def replicated_weights(plan, sizes: dict[str, int], arch, itemsize: int) -> str | None:
+    """A warning when the weights do not shrink with fsdp x tensor: a size that divides no weight dimension leaves
+    them whole on every device (sharding.logical_spec replicates what it does not divide)."""
+    shards = sizes["fsdp"] * sizes["tensor"]
+    even = plan.param_count * itemsize / shards
+    if shards == 1 or plan.params_b <= 2 * even:
+        return None
+    return (f"the weights do not split over fsdp={sizes['fsdp']} x tensor={sizes['tensor']}: "
+            f"{plan.params_b / GiB:.2f} GiB of parameters per device where an even split holds {even / GiB:.2f}; "
+            f"choose sizes that divide the model's widths (embed {arch.embed_dim}, heads {arch.num_heads} / kv "
+            f"{arch.num_kv_heads}, MLP {arch.mlp_dim}, vocabulary {arch.vocab_size})")
 
 
 def warnings_for(cfg, sizes: dict[str, int]) -> list[str]:
@@ -115,7 +140,7 @@ def _parser() -> argparse.ArgumentParser:
                     "TPU v5p: 95GiB, v5e: 16GiB); with it the plan says whether the run fits and, if not, what does")
     ap.add_argument("--shape", default=None, metavar="NAME|config.json",
                     help="architecture: a name in configs/shapes or a config.json (default: from model.path)")
-    ap.add_argument("--tries", type=int, default=4,
+    ap.add_argument("--tries", type=_at_least_one, default=4,
                     help="meshes compiled at most while looking for one that fits (default 4)")
     ap.add_argument("--json", action="store_true", help="print the plan as one JSON object instead of the table")
     return ap
@@ -146,6 +171,9 @@ def main(argv: list[str] | None = None) -> Plan:
     for w in warnings_for(cfg, sizes):
         print(f"caujax.plan: warning: {w}", file=sys.stderr)
     plan = make_plan(cfg, sizes, arch)
+    replicated = replicated_weights(plan, sizes, arch, np.dtype(cfg.model.param_dtype).itemsize)
+    if replicated:
+        print(f"caujax.plan: warning: {replicated}", file=sys.stderr)
     name = args.shape or (pathlib.Path(cfg.model.path).name if cfg.model.path else "model.arch")
     title = (f"caujax.plan: {cfg.method} of {name} ({_count(plan.param_count)} parameters, "
              f"{_count(plan.trainable_count)} trained), mesh data={sizes['data']} fsdp={sizes['fsdp']} "

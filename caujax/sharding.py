@@ -62,6 +62,13 @@ def make_mesh(data: int = 1, fsdp: int = 1, tensor: int = 1, devices=None) -> Me
     if math.prod(sizes) != len(devices) and math.prod(sizes) > len(devices):
         raise ValueError(f"mesh data={sizes[0]} x fsdp={sizes[1]} x tensor={sizes[2]} = {math.prod(sizes)} "
                          f"needs more devices than the {len(devices)} available")
+    processes = len({d.process_index for d in devices})
+    if math.prod(sizes) < len(devices) and processes > 1:
+        # A process left out of the mesh could neither place its rows nor fetch a result (it crashes, then the
+        # others wait minutes on JAX's shutdown barrier).
+        raise ValueError(f"mesh data={sizes[0]} x fsdp={sizes[1]} x tensor={sizes[2]} = {math.prod(sizes)} devices, "
+                         f"but this {processes}-process run has {len(devices)}: a multi-process mesh must cover "
+                         f"every process's devices (set the sizes to multiply to {len(devices)}, or one to -1)")
     grid = np.asarray(devices[: math.prod(sizes)]).reshape(sizes)
     return Mesh(grid, AXES, axis_types=(AxisType.Auto,) * len(AXES))
 

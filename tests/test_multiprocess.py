@@ -109,3 +109,21 @@ def test_two_processes_read_their_rows_of_a_cached_reference_table(tmp_path):
     _train("configs/tiny.py", tmp_path / "one", *args)
     assert "builds part 2 of 2" in said[1]
     _same(_metrics(tmp_path / "two"), _metrics(tmp_path / "one"))
+
+
+def test_a_mesh_that_leaves_a_process_out_is_refused_by_name():
+    """Two processes of one device each and a one-device mesh: the second would crash on its first fetch and the
+    first wait on JAX's shutdown barrier for minutes; make_mesh refuses first."""
+    import types
+
+    from caujax.sharding import make_mesh
+    devices = [types.SimpleNamespace(id=i, process_index=i) for i in range(2)]
+    with pytest.raises(ValueError, match=r"= 1 devices, but this 2-process run has 2: a multi-process mesh must "
+                                         r"cover every process's devices \(set the sizes to multiply to 2"):
+        make_mesh(1, 1, 1, devices=devices)
+
+
+def test_auto_detection_without_a_cluster_says_so():
+    from caujax.distributed import initialize_from_env
+    with pytest.raises(ValueError, match="CAUJAX_DISTRIBUTED=auto found no cluster to join"):
+        initialize_from_env({"CAUJAX_DISTRIBUTED": "auto"})

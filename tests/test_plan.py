@@ -62,7 +62,7 @@ def test_grpo_plan_with_lora_compiles_the_sampler_and_counts_its_cache():
 def test_cli_reports_a_misfit_and_suggests_a_mesh_that_fits(capsys):
     big = planner.make_plan(_cfg("tiny.py"), {"data": 1, "fsdp": 4, "tensor": 2})
     hbm = big.peak_b + 1                 # fits on 8 devices, not on 2
-    plan = planner.main(["--config", "configs/tiny.py", "--mesh", "fsdp=2", "--hbm", str(hbm), "--json"])
+    plan = planner.main(["--config", "configs/tiny.py", "--mesh", "fsdp=2", "--hbm", f"{hbm}B", "--json"])
     out = json.loads(capsys.readouterr().out)
     assert plan.peak_b > hbm and out["fits"] is False
     mesh = out["suggestion"]
@@ -116,3 +116,17 @@ def test_the_sampler_plan_holds_no_float32_copy_of_bf16_weights():
     plan = planner.make_plan(cfg, {"data": 1, "fsdp": 2, "tensor": 1})
     assert plan.sampler_params_b > 8 * plan.kv_cache_b                      # a copy would dwarf the cache
     assert plan.kv_cache_b <= plan.sampler_temp_b < plan.kv_cache_b + plan.sampler_params_b
+
+
+def test_planner_inputs_that_would_mislead_are_refused_or_warned(capsys):
+    with pytest.raises(ValueError, match="data is given twice"):
+        planner.parse_mesh("data=2,data=4")
+    with pytest.raises(ValueError, match="with its unit, such as 95GiB"):
+        planner.parse_bytes("80")
+    with pytest.raises(SystemExit):
+        planner.main(["--config", "configs/tiny.py", "--mesh", "fsdp=2", "--tries", "0"])
+    assert "--tries: expected a whole number >= 1" in capsys.readouterr().err
+    # tiny's widths are even: fsdp=3 divides none of them, so every device keeps every weight
+    planner.main(["--config", "configs/tiny.py", "--mesh", "fsdp=3", "--data.batch_size=24"])
+    err = capsys.readouterr().err
+    assert "warning: the weights do not split over fsdp=3 x tensor=1" in err and "embed 32" in err
