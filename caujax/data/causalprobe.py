@@ -83,9 +83,7 @@ def _gold(value, subset: str, path, i: int) -> int | tuple[int, ...]:
 def _item(row: dict, subset: str, path, i: int) -> ProbeItem:
     if not isinstance(row, dict):
         raise row_error(path, i, f"expected an object, got {type(row).__name__}")
-    if row.get("answer") is None:
-        has = sorted(k for k, v in row.items() if v is not None)
-        raise row_error(path, i, f"missing field 'answer' (absent or null; has {has})")
+    require(row, "answer", object, path, i)        # its kind per subset: _gold
     context = row.get("context") if row.get("context") is not None else ""   # two E rows have an empty context
     if not isinstance(context, str):
         raise row_error(path, i, f"field 'context' should be str, got {type(context).__name__}")

@@ -20,7 +20,7 @@ import pathlib
 from dataclasses import dataclass
 
 from caujax.causal.cladder_answer import QUERY_TYPES, RUNG_OF
-from caujax.data.items import check_layout, read_json_array, read_rows, row_error, unique_ids
+from caujax.data.items import check_layout, foreign_layout, read_json_array, read_rows, row_error, unique_ids
 
 SYSTEM_PROMPT = ("You are an expert in causal inference. The following question is not a typical commonsense query, "
                  "but rather a meticulously designed question created by a professor specializing in causal "
@@ -183,11 +183,7 @@ def looks_like_cladder(path: os.PathLike | str) -> bool:
             row = rows[0] if isinstance(rows, list) and rows else None
     except (OSError, ValueError):
         return False
-    if not isinstance(row, dict) or "problem" in row:
-        return False
-    meta = row.get("meta") if isinstance(row.get("meta"), dict) else {}
-    has_text = "prompt" in row or "question" in row or "given_info" in row
-    return has_text and ("query_type" in row or "query_type" in meta)
+    return foreign_layout(row) == "CLadder"
 
 
 def resolve(path: os.PathLike | str) -> pathlib.Path:

@@ -48,23 +48,36 @@ def read_json_array(path: os.PathLike | str, what: str = "rows") -> list[dict[st
     path = pathlib.Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist" + (" as a file (it is a directory)" if path.is_dir() else ""))
-    text = path.read_text(encoding="utf-8")
-    if not text.strip():
-        raise ValueError(f"{path}: the file is empty; expected a JSON array of {what}")
-    try:
-        rows = json.loads(text)
-    except json.JSONDecodeError as e:
-        if _lines_problem(text) is not None:
-            raise ValueError(f"{path}: not a JSON file: {e}") from None
-        rows = [json.loads(line) for line in text.splitlines() if line.strip()]     # JSON lines, as `datasets` reads
-    if not isinstance(rows, list):
-        raise ValueError(f"{path}: expected a JSON array of {what}, got a JSON {JSON_TYPES[type(rows)]}")
-    if not rows:
-        raise ValueError(f"{path}: the JSON array holds no {what}")
+    rows = _json_rows(path, what)
     for i, row in enumerate(rows):
         if not isinstance(row, dict):
             raise row_error(path, i, f"expected an object, got {type(row).__name__}: {row!r:.80}")
     return rows
+
+
+def _json_rows(path: pathlib.Path, what: str) -> list:
+    """The rows of a .json (an array, or JSON lines as `datasets` allows) or .jsonl file; ValueError naming the file
+    and what is wrong, in the file's terms (`datasets` says StopIteration for an empty file and gives a syntax
+    error no position)."""
+    text = path.read_text(encoding="utf-8")
+    if not text.strip():
+        raise ValueError(f"{path}: the file is empty; expected a JSON array of {what}")
+    if path.suffix != ".jsonl":
+        try:
+            rows = json.loads(text)
+        except json.JSONDecodeError as e:
+            if _lines_problem(text) is not None:
+                raise ValueError(f"{path}: not a JSON file: {e}") from None
+            rows = None                                   # JSON lines under a .json name
+        if rows is not None:
+            if not isinstance(rows, list):
+                raise ValueError(f"{path}: expected a JSON array of {what}, got a JSON {JSON_TYPES[type(rows)]}")
+            if not rows:
+                raise ValueError(f"{path}: the JSON array holds no {what}")
+            return rows
+    if problem := _lines_problem(text):
+        raise ValueError(f"{path}: {problem}")
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
 def foreign_layout(row: Any) -> str | None:
@@ -75,7 +88,8 @@ def foreign_layout(row: Any) -> str | None:
     meta = row.get("meta") if isinstance(row.get("meta"), dict) else {}
     if all(f"choice_{k}" in row for k in range(1, 5)):
         return "CausalProbe"
-    if ("prompt" in row or "given_info" in row or "question" in row) and ("query_type" in row or "query_type" in meta):
+    if ("problem" not in row and ("prompt" in row or "given_info" in row or "question" in row)
+            and ("query_type" in row or "query_type" in meta)):
         return "CLadder"
     if "problem" in row and ("Reason" in row or "answer" in row):
         return "CauGym"
@@ -109,22 +123,11 @@ def unique_ids(items: list, path: os.PathLike | str, what: str = "id") -> list:
     return items
 
 
-def _json_problem(path: pathlib.Path) -> str | None:
-    """Why a .json/.jsonl file cannot be a table of rows, said in the file's terms (`datasets` reports an empty
-    file as StopIteration and a syntax error without its position); None when nothing is wrong on that level.
-    A .json file may hold JSON lines, as `datasets` allows."""
-    text = path.read_text(encoding="utf-8")
-    if not text.strip():
-        return "the file is empty"
-    if path.suffix != ".jsonl":
-        try:
-            value = json.loads(text)
-        except json.JSONDecodeError as e:
-            return None if _lines_problem(text) is None else f"not a JSON file: {e}"
-        if isinstance(value, list):
-            return None if value else "the JSON array holds no rows"
-        return f"expected a JSON array of rows, got a JSON {JSON_TYPES[type(value)]}"
-    return _lines_problem(text)
+def _first_char(path: pathlib.Path) -> str:
+    with open(path, encoding="utf-8") as f:
+        while (c := f.read(1)) and c.isspace():
+            pass
+    return c
 
 
 def _lines_problem(text: str) -> str | None:
@@ -150,17 +153,22 @@ def read_rows(path: os.PathLike | str) -> list[dict[str, Any]]:
     path = pathlib.Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist" + (" as a file (it is a directory)" if path.is_dir() else ""))
-    if path.suffix != ".parquet" and (problem := _json_problem(path)):
-        raise ValueError(f"{path}: {problem}")
-    reader = datasets.Dataset.from_parquet if path.suffix == ".parquet" else datasets.Dataset.from_json
-    was_enabled = datasets.is_progress_bar_enabled()
+    json_file = path.suffix != ".parquet"
+    if json_file and path.suffix == ".json" and _first_char(path) == "{":
+        _json_rows(path, "rows")           # one object, or JSON lines: only the json module tells them apart
+    reader = datasets.Dataset.from_json if json_file else datasets.Dataset.from_parquet
+    was_enabled, verbosity = datasets.is_progress_bar_enabled(), datasets.logging.get_verbosity()
     datasets.disable_progress_bars()
+    datasets.logging.set_verbosity(datasets.logging.CRITICAL)   # its "Failed to load JSON" line: we say it below
     try:
         with tempfile.TemporaryDirectory(prefix="caujax-ds-") as cache:
             return reader(str(path), keep_in_memory=True, cache_dir=cache).to_list()
     except Exception as e:       # arrow/json errors do not name the file; re-raise with it
+        if json_file:
+            _json_rows(path, "rows")       # says what is wrong in the file's terms when the json module sees it
         raise ValueError(f"{path}: cannot be read as a table of rows: {type(e).__name__}: {e}") from e
     finally:
+        datasets.logging.set_verbosity(verbosity)
         if was_enabled:
             datasets.enable_progress_bars()
 
