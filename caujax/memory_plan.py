@@ -247,21 +247,22 @@ def _plan_sampler(plan: Plan, cfg, section, mesh, graphdef, params, arch) -> Non
     import jax.numpy as jnp
 
     from caujax.sampling import SamplingParams
-    from caujax.sampling.sampler import _cast_matrices, _sample, bucket, cache_bytes
+    from caujax.sampling.sampler import _cast_matrices, _sample, bucket, bucket_rows, cache_bytes
     from caujax.sharding import SAMPLE_RULES, batch_sharding, batch_ways, tree_shardings, use_rules
 
     ro = section.rollout
     shards = batch_ways(mesh)
     prompts = cfg.data.batch_size * section.mini_batches // ro.n
-    B, P, M = bucket(prompts, shards), bucket(ro.max_prompt_length), ro.max_completion_length
+    B, P, M = bucket_rows(prompts, shards), bucket(ro.max_prompt_length), ro.max_completion_length
     params = jax.eval_shape(lambda p: _cast_matrices(p, jnp.dtype(arch.compute_dtype)), params)  # sampling_weights
     placed = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), params,
                           tree_shardings(params, mesh, SAMPLE_RULES))
     rows = jax.ShapeDtypeStruct((B, P), jnp.int32, sharding=batch_sharding(mesh))
     key = jax.eval_shape(lambda: jax.random.key(0))
+    live = jax.ShapeDtypeStruct((), jnp.int32)
     sp = SamplingParams(n=ro.n, temperature=ro.temperature, top_p=ro.top_p, top_k=ro.top_k, max_new_tokens=M)
     with jax.set_mesh(mesh), use_rules(SAMPLE_RULES):
-        compiled = _sample.lower(graphdef, placed, rows, rows, key, params=sp, eos_ids=(0,), stop_ids=(),
+        compiled = _sample.lower(graphdef, placed, rows, rows, live, key, params=sp, eos_ids=(0,), stop_ids=(),
                                  cache_len=P + M).compile(compiler_options=CPU_ONLY_COPIES_OFF)
     plan.sampler_params_b = shard_bytes(params, tree_shardings(params, mesh, SAMPLE_RULES))
     heads = mesh.shape["tensor"] if arch.num_kv_heads % mesh.shape["tensor"] == 0 else 1   # kv_heads -> tensor

@@ -58,6 +58,6 @@ def get_config() -> DemoConfig:
                                                              stuck_rollouts=0)),
                        mesh=MeshConfig(data=1), checkpoint=CheckpointConfig(every_steps=1, keep=1)),
         eval_max_new_tokens=176,
-        eval_batch_size=64,
+        eval_batch_size=100,
         caugym_items=0,
     )

@@ -248,3 +248,16 @@ def test_a_bad_option_is_one_line_and_status_2_before_anything_loads(models, tmp
     err = capsys.readouterr().err
     assert refused.value.code == 2 and message in err and "Traceback" not in err
     assert not out.exists() and calls == []
+
+
+def test_a_set_is_sampled_in_balanced_batches(models, caugym_dir, tmp_path, calls):
+    """13 items at --batch-size 4 go as 3, 3, 3, 4 prompts (one compiled shape, no batch of 1 decoded alone); and
+    eval.balanced_batches keeps the order with sizes within one for any count."""
+    run(models[0], tmp_path / "D", caugym_dir, "--n", "1", "--limit", "13", "--batch-size", "4")
+    assert calls == [3, 3, 3, 4]
+    for n in (0, 1, 5, 64, 65, 130, 200):
+        for most in (1, 7, 64, 100):
+            batches = caujax_eval.balanced_batches(list(range(n)), most)
+            assert sum(batches, []) == list(range(n)) and len(batches) == -(-n // most)
+            assert all(1 <= len(b) <= most for b in batches)
+            assert max(map(len, batches), default=0) - min(map(len, batches), default=0) <= 1

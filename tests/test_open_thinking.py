@@ -143,7 +143,7 @@ def test_rollout_rewards_a_truncated_completion_of_an_opening_template_zero(monk
     tokens = np.zeros((2, M + 1), np.int32)
     tokens[0, :M + 1], tokens[1, :M] = answer + [eos], answer
     out = Samples(tokens, np.zeros((2, M + 1), np.float32), np.array([M + 1, M]), np.array([True, False]),
-                  np.full((2, M + 1), -np.inf, np.float32))
+                  np.full((2, M + 1), -np.inf, np.float32), M + 1)
     monkeypatch.setattr(rollout, "sample_ids", lambda *a, **k: out)
     ro = RolloutParams(n=2, rewards=("causal", "format"), reward_weights=(1.0, 0.1), max_completion_length=M)
     source = types.SimpleNamespace(

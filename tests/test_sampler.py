@@ -75,7 +75,7 @@ def test_sampled_logprobs_equal_token_logprobs(temperature):
     it the full-vocabulary log-prob, lower wherever the filter removed mass."""
     model = Decoder(ModelConfig.tiny("gemma3"), rngs=nnx.Rngs(7))
     params = SamplingParams(n=2, temperature=temperature, top_p=0.9, top_k=20, max_new_tokens=NEW, seed=1)
-    tokens, logp, _, _, floor = sample_ids(model, PROMPTS, params)
+    tokens, logp, _, _, floor, _ = sample_ids(model, PROMPTS, params)
     assert np.isfinite(floor).all()
     removed = 0.0
     for row in range(len(PROMPTS) * params.n):
@@ -106,9 +106,30 @@ def test_eos_stops_a_row_and_pads_after():
     tokens, *_ = sample_ids(model, PROMPTS[:1], greedy)
     eos = int(tokens[0, 2])                                  # make the third greedy token the EOS
     first = tokens[0].tolist().index(eos)
-    stopped, logp, lengths, done, _ = sample_ids(model, PROMPTS[:1], greedy, eos_ids=(eos,))
+    stopped, logp, lengths, done, *_ = sample_ids(model, PROMPTS[:1], greedy, eos_ids=(eos,))
     assert done[0] and lengths[0] == first + 1 and stopped[0, : first + 1].tolist() == tokens[0, : first + 1].tolist()
     assert (stopped[0, first + 1:] == 0).all() and (logp[0, first + 1:] == 0).all()
+
+
+def test_bucket_rows_pad_to_a_power_of_two_up_to_8_then_to_multiples_of_8_and_of_the_shards():
+    from caujax.sampling.sampler import bucket_rows
+
+    assert [bucket_rows(x) for x in (1, 2, 3, 4, 5, 8, 9, 100, 128)] == [1, 2, 4, 4, 8, 8, 16, 104, 128]
+    assert (bucket_rows(3, 8), bucket_rows(100, 16), bucket_rows(5, 6)) == (8, 112, 12)
+
+
+def test_bucket_filler_rows_never_hold_the_loop_open():
+    """Three prompts run as four rows (sampler.bucket_rows); when every real row has ended, decoding stops, whatever
+    the filler row (the pad id alone) would still be decoding. It used to run every padded batch to max_new_tokens
+    (the demo's GRPO rollouts of 4 prompts ran as 8)."""
+    model = Decoder(ModelConfig.tiny("qwen2"), rngs=nnx.Rngs(0))
+    greedy = SamplingParams(temperature=0, max_new_tokens=6)
+    first = {int(row[0]) for row in sample_ids(model, PROMPTS, greedy).tokens}
+    filler = sample_ids(model, [[0]], greedy)
+    assert int(filler.tokens[0, 0]) not in first and filler.steps == 6     # the filler row alone would go on
+    out = sample_ids(model, PROMPTS, greedy, eos_ids=tuple(first))          # every real row ends at its first token
+    assert out.tokens.shape[0] == 3 and out.done.all() and (out.lengths == 1).all()
+    assert out.steps == 1
 
 
 def _chi_square_ok(counts, probs, n):
@@ -169,7 +190,7 @@ def test_stop_sequence_ends_a_row_on_device():
     tokens, *_ = sample_ids(model, PROMPTS[:1], params)
     stop = tuple(tokens[0, 3:5].tolist())                    # the 4th and 5th greedy tokens
     first = next(i for i in range(1, NEW) if tuple(tokens[0, i - 1: i + 1].tolist()) == stop)
-    stopped, _, lengths, done, _ = sample_ids(model, PROMPTS[:1], params, stop_ids=(stop,))
+    stopped, _, lengths, done, *_ = sample_ids(model, PROMPTS[:1], params, stop_ids=(stop,))
     assert done[0] and lengths[0] == first + 1 and (stopped[0, first + 1:] == 0).all()
 
 
