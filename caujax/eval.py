@@ -155,7 +155,7 @@ def generate_set(model, tokenizer, name: str, items: list[Item], out_path: pathl
 
 def balanced_batches(items: list, most: int) -> list[list]:
     """`items` cut in order into the fewest batches of at most `most`, their sizes within one of each other: 130
-    items at most 64 make 44, 43, 43 rather than 64, 64, 2, so a set's batches share one compiled shape
+    items at most 64 make 43, 43, 44 rather than 64, 64, 2, so a set's batches share one compiled shape
     (sampler.bucket_rows) and no batch is mostly bucket filler."""
     k = -(-len(items) // most)
     if not k:
