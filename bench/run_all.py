@@ -32,6 +32,7 @@ BENCHMARKS = [
     ("eval-compilations", "bench.eval_compilations", ["--n", "1", "--max-new-tokens", "4", "--batch-size", "16"]),
     ("compile-depth", "bench.compile_depth", ["--layers", "4", "48", "--repeats", "2"]),
     ("attention-memory", "bench.attention_memory", ["--tokens", "4096"]),
+    ("sft-memory-gemma3", "bench.sft_memory", ["--batch", "4", "--seq-len", "512", "--steps", "2"]),
     ("grpo-iteration", "bench.grpo_vs_trl", ["--prompts", "4", "--group", "8", "--completion-len", "64",
                                              "--iterations", "4", "--repeats", "2"]),
     ("step-kto", "bench.step_vs_trl", ["--method", "kto", "--batch", "8", "--seq-len", "512", "--repeats", "2"]),

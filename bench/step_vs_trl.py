@@ -20,6 +20,8 @@ reference on both (TRL recomputes reference log-probs each step: precompute_ref_
     python -m bench.step_vs_trl --method dpo --batch 4 --seq-len 512 --steps 6
     python -m bench.step_vs_trl --method kto --batch 8 --seq-len 512 --steps 6
     python -m bench.step_vs_trl --method sft --batch 8 --seq-len 512 --steps 6 --precision bf16
+    python -m bench.step_vs_trl --method sft --batch 4 --seq-len 512 --steps 1 --repeats 1 --precision bf16 \
+        --model ~/.cache/caujax/gemma-3-270m-q4_k_m      # Gemma-3-270M, as `make demo` converts it
 """
 from __future__ import annotations
 
@@ -36,15 +38,27 @@ import numpy as np
 from bench import machine
 
 
-def _texts(method: str, n: int, tokenizer_vocab: int):
+def _texts(method: str, n: int, tokenizer_vocab: int, model_dir=None):
     """(examples, tokenizer): generated problems as SFT examples, DPO pairs or KTO rows, and a SentencePiece
-    tokenizer."""
+    tokenizer trained on them, or `model_dir`'s own tokenizer."""
+    import transformers
+
     from caujax.data import batches
     from caujax.data.examples import load_examples, texts
     from caujax.methods import METHODS
 
     examples = load_examples("generated", n, 0, method, METHODS[method].examples)
+    if model_dir:
+        return examples, transformers.AutoTokenizer.from_pretrained(model_dir)
     return examples, batches.train_tokenizer(texts(examples), tokenizer_vocab)
+
+
+def _pretrained_config(model_dir):
+    """The caujax ModelConfig of a Hugging Face checkpoint directory (for the FLOP counts)."""
+    import transformers
+
+    from caujax.models.hf_config import config_from_hf
+    return config_from_hf(transformers.AutoConfig.from_pretrained(model_dir))
 
 
 def _model(path, vocab: int):
@@ -214,6 +228,9 @@ def main(argv=None):
     ap.add_argument("--seq-len", type=int, default=512)
     ap.add_argument("--steps", type=int, default=6)
     ap.add_argument("--examples", type=int, default=64)
+    ap.add_argument("--model", default=None, metavar="HF_DIR",
+                    help="a Hugging Face checkpoint directory (float32 weights) and its tokenizer instead of the "
+                         "tiny random Qwen2, e.g. Gemma-3-270M as the demo's base stage converts it")
     ap.add_argument("--repeats", type=int, default=2, help="alternating caujax/TRL runs; medians over all")
     ap.add_argument("--pad-multiple", type=int, default=0,
                     help="caujax data.pad_multiple: 0 (default) pads every batch to --seq-len, one compiled shape; "
@@ -230,20 +247,21 @@ def main(argv=None):
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
     machine.describe()
-    examples, tokenizer = _texts(args.method, args.examples, 1024)
+    examples, tokenizer = _texts(args.method, args.examples, 1024, args.model)
     keys = ("times", "tokens", "losses", "flops", "padded_flops")
     results = {"caujax": {k: [] for k in keys}, "trl": {k: [] for k in keys}}
     compiled = 0
     rss = {"caujax": 0.0, "trl": 0.0}
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = _model(tmp, len(tokenizer))
+        cfg = _pretrained_config(args.model) if args.model else _model(tmp, len(tokenizer))
+        path = args.model or tmp
         # Whole runs alternate (caujax, TRL, caujax, TRL, ...), so load on the machine hits both alike.
         for _ in range(args.repeats):
             for name, run in (("caujax", run_caujax), ("trl", run_trl)):
                 machine.reset_peak_rss()
                 extra = {"pad_multiple": args.pad_multiple, "packing": args.packing} if name == "caujax" else {}
                 try:
-                    out = run(args.method, tmp, tokenizer, examples, args.batch, args.seq_len, args.steps, 1e-5,
+                    out = run(args.method, path, tokenizer, examples, args.batch, args.seq_len, args.steps, 1e-5,
                               args.precision, cfg, **extra)
                 except Exception:
                     traceback.print_exc()

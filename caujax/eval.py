@@ -32,6 +32,7 @@ the files as they are; --fresh moves them to <out>/superseded/ and starts over.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import pathlib
@@ -122,6 +123,7 @@ def generate_set(model, tokenizer, name: str, items: list[Item], out_path: pathl
     not fit its item (eval_resume.check_records). prompt_of(tokenizer, item) builds each prompt (default: CauGym's;
     external_eval.item_prompt for the existing benchmarks)."""
     from caujax.sampling import sample
+    from caujax.sampling.sampler import bucket, prompt_ids
 
     prompts = {it.id: prompt_of(tokenizer, it) for it in items}
     records, _ = scan_generations(out_path)
@@ -131,12 +133,15 @@ def generate_set(model, tokenizer, name: str, items: list[Item], out_path: pathl
     opened = {it.id: scoring.prompt_opens_thinking(prompts[it.id]) for it in todo}
     if any(opened.values()):
         scoring.check_tags_survive_decoding(tokenizer)
-    todo.sort(key=lambda it: len(prompts[it.id]))        # similar lengths share a length bucket: less padding
+    # Sorted by token count and batched within the sampler's prompt-length buckets: one long prompt would
+    # otherwise widen its whole batch (a 375-token prompt put 100 rows of ~220 tokens into 512 columns).
+    n_tokens = {it.id: len(prompt_ids(tokenizer, prompts[it.id])) for it in todo}
+    todo.sort(key=lambda it: n_tokens[it.id])
     tokens = 0
     start = time.perf_counter()
     with tqdm(total=len(items), initial=len(items) - len(todo), desc=name, unit="item") as bar, \
             open(out_path, "a", encoding="utf-8") as f:
-        for batch in balanced_batches(todo, batch_size):
+        for batch in balanced_batches(todo, batch_size, width=lambda it: bucket(n_tokens[it.id])):
             result = sample(model, tokenizer, [prompts[it.id] for it in batch], params, mesh=mesh)
             for item, texts, ids, ended in zip(batch, result.texts, result.tokens, result.done):
                 record = {"id": item.id, "set": name, "Type": item.type, "problem": item.problem,
@@ -153,15 +158,18 @@ def generate_set(model, tokenizer, name: str, items: list[Item], out_path: pathl
     return read_generations(out_path)
 
 
-def balanced_batches(items: list, most: int) -> list[list]:
+def balanced_batches(items: list, most: int, width=None) -> list[list]:
     """`items` cut in order into the fewest batches of at most `most`, their sizes within one of each other: 130
     items at most 64 make 43, 43, 44 rather than 64, 64, 2, so a set's batches share one compiled shape
-    (sampler.bucket_rows) and no batch is mostly bucket filler."""
-    k = -(-len(items) // most)
-    if not k:
-        return []
-    bounds = [i * len(items) // k for i in range(k + 1)]
-    return [items[a:b] for a, b in zip(bounds, bounds[1:])]
+    (sampler.bucket_rows) and no batch is mostly bucket filler. With `width(item)` (the sampler's prompt-length
+    bucket; items sorted by it), a batch never mixes two widths: each run of equal width is cut on its own."""
+    runs = [items] if width is None else [list(run) for _, run in itertools.groupby(items, key=width)]
+    batches = []
+    for run in runs:
+        k = -(-len(run) // most)
+        bounds = [i * len(run) // k for i in range(k + 1)] if k else []
+        batches += [run[a:b] for a, b in zip(bounds, bounds[1:])]
+    return batches
 
 
 def _parser() -> argparse.ArgumentParser:

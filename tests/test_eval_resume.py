@@ -14,7 +14,7 @@ from caujax import eval as caujax_eval
 from caujax import eval_resume, sampling
 from caujax.causal.answer import TYPES
 from caujax.data import items as data_items
-from caujax.sampling.sampler import SampleOutput
+from caujax.sampling.sampler import SampleOutput, bucket, prompt_ids
 from model_fixtures import make_tiny_checkpoint_with_tokenizer
 
 
@@ -29,11 +29,15 @@ def models(tmp_path_factory):
 @pytest.fixture
 def calls(monkeypatch):
     """Replace the sampler with one that answers instantly (n replies per prompt, 3 tokens each); records the
-    number of prompts of every call."""
-    seen = []
+    number of prompts of every call, and in `.widths` the sampler's prompt-length bucket of each of its prompts."""
+    class Calls(list):
+        pass
+    seen = Calls()
+    seen.widths = []
 
     def fake(model, tokenizer, prompts, params, mesh=None):
         seen.append(len(prompts))
+        seen.widths.append([bucket(len(prompt_ids(tokenizer, p))) for p in prompts])
         texts = [[f'{{"PROB": "0.{j}"}}' for j in range(params.n)] for _ in prompts]
         ids = [[[7, 8, 9] for _ in range(params.n)] for _ in prompts]
         return SampleOutput(ids, [[np.zeros(3)] * params.n for _ in prompts], texts,
@@ -251,13 +255,22 @@ def test_a_bad_option_is_one_line_and_status_2_before_anything_loads(models, tmp
 
 
 def test_a_set_is_sampled_in_balanced_batches(models, caugym_dir, tmp_path, calls):
-    """13 items at --batch-size 4 go as 3, 3, 3, 4 prompts (one compiled shape, no batch of 1 decoded alone); and
-    eval.balanced_batches keeps the order with sizes within one for any count."""
+    """13 items at --batch-size 4 (byte tokenizer): the 9 prompts of the 1,024-token bucket go as 3, 3, 3 (one
+    compiled shape, no batch of 1 decoded alone), the 3 of the 2,048 bucket together, the longest alone: no long
+    prompt widens a batch of short ones. eval.balanced_batches keeps the order, with sizes within one for any
+    count, within each width."""
     run(models[0], tmp_path / "D", caugym_dir, "--n", "1", "--limit", "13", "--batch-size", "4")
-    assert calls == [3, 3, 3, 4]
+    print("prompt-length buckets per call:", calls.widths)
+    assert calls == [3, 3, 3, 3, 1]
+    assert [w[0] for w in calls.widths] == [1024, 1024, 1024, 2048, 4096]
+    assert all(len(set(w)) == 1 for w in calls.widths)
     for n in (0, 1, 5, 64, 65, 130, 200):
         for most in (1, 7, 64, 100):
             batches = caujax_eval.balanced_batches(list(range(n)), most)
             assert sum(batches, []) == list(range(n)) and len(batches) == -(-n // most)
             assert all(1 <= len(b) <= most for b in batches)
             assert max(map(len, batches), default=0) - min(map(len, batches), default=0) <= 1
+    # The demo's case: 199 prompts of one width and one longer prompt, at most 100 a batch.
+    width = lambda i: 256 if i < 199 else 512
+    assert [len(b) for b in caujax_eval.balanced_batches(list(range(200)), 100, width)] == [99, 100, 1]
+    assert [len(b) for b in caujax_eval.balanced_batches(list(range(10)), 4, lambda i: i // 5)] == [2, 3, 2, 3]

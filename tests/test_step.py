@@ -16,7 +16,7 @@ from caujax.losses.common import completion_logps
 from caujax.methods import METHODS
 from caujax.models import Decoder, ModelConfig
 from caujax.sharding import make_mesh
-from caujax.step import (init_state, learning_rate, make_optimizer, make_train_step,
+from caujax.step import (clip_by_global_norm, init_state, learning_rate, make_optimizer, make_train_step,
                          split_micro_batches)
 
 TOL = 1e-5
@@ -201,3 +201,35 @@ def test_weight_decay_skips_norms_and_biases(tiny):
     assert norm.ndim == 2 and bias.ndim == 3
     assert not np.any(norm) and not np.any(bias) and not np.any(updates["final_norm"]["scale"][...])
     np.testing.assert_allclose(matrix, -0.5 * params["layers"]["mlp"]["up"][...], rtol=1e-6)
+
+
+@pytest.mark.parametrize("ratio", [0.5, 2.0])     # max_norm below the gradient's norm (clipped), above (left alone)
+def test_clipped_step_equals_optax_on_the_mean_gradient(tiny, ratio):
+    """The step hands the clip ‖Σg‖ / n from its float32 sum (step.clip_by_global_norm): the update must be
+    optax.clip_by_global_norm's on the mean gradient, and the logged grad_norm its norm."""
+    graphdef, params, _, batches = tiny
+    objective = METHOD["sft"][0]
+
+    def mean_loss(p):
+        loss = objective(nnx.merge(graphdef, p), {k: jnp.asarray(v) for k, v in batches["sft"].items()})
+        return loss.total / loss.count
+    grads = jax.grad(mean_loss)(params)
+    norm = float(optax.tree.norm(grads))
+    clipped, _ = optax.clip_by_global_norm(ratio * norm).update(grads, optax.EmptyState())
+    expected = jax.tree.map(lambda p, g: p - g, params, clipped)
+    tx = optax.chain(clip_by_global_norm(ratio * norm), optax.sgd(1.0))
+    stepped, [metrics] = _run(tiny, "sft", 2, _one_device(), tx)
+    assert metrics["grad_norm"] == pytest.approx(norm, rel=1e-5)
+    assert _max_diff(stepped, params) > 100 * TOL          # the step moved
+    assert _max_diff(stepped, expected) <= TOL
+
+
+def test_clip_by_global_norm_equals_optax_with_or_without_a_given_norm():
+    rs = np.random.RandomState(0)
+    tree = {"a": jnp.asarray(rs.normal(size=(3, 4)), jnp.float32), "b": jnp.asarray(rs.normal(size=5), jnp.float32)}
+    norm = optax.tree.norm(tree)
+    for max_norm in (0.5, 100.0):
+        want, _ = optax.clip_by_global_norm(max_norm).update(tree, optax.EmptyState())
+        for given in (None, norm):
+            got, _ = clip_by_global_norm(max_norm).update(tree, optax.EmptyState(), global_norm=given)
+            assert _max_diff(got, want) <= 1e-6

@@ -227,11 +227,7 @@ def end_ids(model_cfg, tokenizer) -> tuple[int, ...]:
 def sample(model, tokenizer, prompts: list[str], params: SamplingParams, add_special_tokens: bool | None = None,
            mesh=None):
     """Sample `params.n` completions for each prompt text; ids, per-token log-probs and decoded texts."""
-    bos = getattr(tokenizer, "bos_token", None)
-    ids = []
-    for text in prompts:
-        add = add_special_tokens if add_special_tokens is not None else not (bos and text.startswith(bos))
-        ids.append(tokenizer(text, add_special_tokens=add)["input_ids"])
+    ids = [prompt_ids(tokenizer, text, add_special_tokens) for text in prompts]
     # Stop strings end decoding on device when the sampled ids spell their usual tokenization; texts are cut at
     # the string whatever the tokenization, so the result is exact either way.
     stop_ids = tuple(tuple(tokenizer(s, add_special_tokens=False)["input_ids"]) for s in params.stop)
@@ -246,6 +242,14 @@ def sample(model, tokenizer, prompts: list[str], params: SamplingParams, add_spe
         out_texts.append([_cut(tokenizer.decode(s, skip_special_tokens=True), params.stop) for s in seqs])
         out_done.append([bool(done[r]) for r in rows])
     return SampleOutput(out_tokens, out_logp, out_texts, out_done)
+
+
+def prompt_ids(tokenizer, text: str, add_special_tokens: bool | None = None) -> list[int]:
+    """The token ids `sample` feeds for one prompt text: special tokens (BOS) added unless the text already starts
+    with the BOS token, as a chat template's output does; `add_special_tokens` overrides."""
+    bos = getattr(tokenizer, "bos_token", None)
+    add = add_special_tokens if add_special_tokens is not None else not (bos and text.startswith(bos))
+    return tokenizer(text, add_special_tokens=add)["input_ids"]
 
 
 def generate(model, tokenizer, prompts: list[str], params: SamplingParams) -> list[list[str]]:
