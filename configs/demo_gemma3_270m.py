@@ -25,8 +25,8 @@ calls the treatment a cause on 47 of 48 such items); GRPO's 2 steps teach it (57
 One uninterrupted run from a fresh clone, install included: 45 minutes, peak 7.84 GiB; each evaluation of 200 items
 took ~10.5 minutes in two batches of 100 prompts: 4:12 for the first, 6:18 for the second, which held the one
 375-token prompt and so padded to 512 columns; SFT ~9, GRPO ~3. Evaluations now batch within prompt-length buckets
-(that prompt goes alone): the base model's evaluation measured 558 s instead of 638 s, and its peak resident memory
-4.93 GiB instead of 7.69. README "Status" says why 25 minutes is out of reach on this CPU.
+(that prompt goes alone): each evaluation now takes 523-557 s, and the whole demo 39 minutes once installed (peak
+7.84 GiB, set by GRPO). README "Status" says why 25 minutes is out of reach on this CPU.
 """
 from caujax.config import CheckpointConfig, DataConfig, MeshConfig, ModelSource, OptimConfig, RunConfig
 from caujax.demo.config import DemoConfig
