@@ -16,7 +16,6 @@ import functools
 import time
 
 from bench import machine
-
 from bench.machine import GB
 
 
@@ -57,8 +56,8 @@ def main(argv=None):
     model, _ = load_pretrained(path, dtype="float32")
     release_host_memory()
     cfg = model.cfg.replace(remat=args.remat)
-    graphdef, params = nnx.split(model)
-    graphdef, _ = nnx.split(nnx.eval_shape(lambda: Decoder(cfg, rngs=nnx.Rngs(0))))   # the remat policy
+    _, params = nnx.split(model)
+    graphdef, _ = nnx.split(nnx.eval_shape(lambda: Decoder(cfg, rngs=nnx.Rngs(0))))   # carries the remat policy
     del model
     n_params = sum(x.size for x in jax.tree.leaves(params))
     rows.append(("model loaded", rss_gb(), machine.peak_rss_gb(), None))
