@@ -55,7 +55,8 @@ class DataConfig:
     batch_size: int = 8                 # B: rows (SFT, KTO) or pairs (DPO) per optimizer step, all devices together
     micro_batch_size: int | None = None  # rows/pairs per accumulation micro-batch; B / micro_batch_size = M
     pad_multiple: int = 128             # a batch is padded to its longest row rounded up to this (one compiled
-    #                                     shape per multiple up to seq_len); 0 pads every batch to seq_len
+    #                                     shape per multiple up to seq_len; GRPO/PPO rollouts too, up to
+    #                                     max_prompt_length + max_completion_length); 0 pads to the full length
     packing: bool = False               # SFT: pack several examples into each row of seq_len tokens (data/packing.py;
     #                                     the loss is unchanged); batch_size then counts packed rows
     loss_window: int = 0                # SFT, GRPO: > 0 computes the vocabulary projection only at the completion

@@ -67,6 +67,20 @@ def test_logits_match_transformers(checkpoint):
     _assert_close(family, model(jnp.asarray(tokens), jnp.asarray(mask)), ref)
 
 
+def test_few_row_logits_match_transformers(checkpoint):
+    """Decode steps project a few rows with the weights as the dot's left operand (decoder._FEW_ROWS); the padded
+    batch's 144 rows take the usual order. Both must give transformers' logits: the batch in 16-column slices."""
+    from caujax.models import decoder
+
+    family, path, _, ref = checkpoint
+    model, _ = load_pretrained(path)
+    tokens, mask, _ = padded_batch()
+    h = model.hidden(jnp.asarray(tokens), jnp.asarray(mask))
+    assert h.shape[0] * 16 <= decoder._FEW_ROWS < h.shape[0] * h.shape[1]
+    sliced = jnp.concatenate([model.logits(h[:, c:c + 16]) for c in range(0, h.shape[1], 16)], axis=1)
+    _assert_close(family, sliced, ref, " (few rows)")
+
+
 def test_logits_match_on_2x2x2_mesh(checkpoint):
     """Catches: RoPE base x2, unsmoothed Llama 3.1 band, eps hard-coded, eps from the family default, q/k norm after
     RoPE."""

@@ -113,6 +113,15 @@ def test_grpo_full_batch_equals_micro_batches(grpo_run, tmp_path):
     _same_step(lines[0], grpo_run[1][0], rtol=1e-6)
 
 
+def test_grpo_rows_trimmed_to_the_longest_equal_rows_of_seq_len(grpo_run, tmp_path):
+    """data.pad_multiple=8: the rollout's rows are padded to its longest row rounded up to 8 (24 of the 40 columns
+    of max_prompt_length + max_completion_length, as the fixture pads them); the same step."""
+    lines = _run("tiny_grpo.py", tmp_path, "--steps=1", "--data.pad_multiple=8")
+    assert grpo_run[1][0]["batch_columns"] == 40
+    assert lines[0]["batch_columns"] % 8 == 0 and lines[0]["batch_columns"] < 40
+    _same_step(lines[0], grpo_run[1][0], rtol=1e-5)
+
+
 def test_grpo_loss_window_equals_every_column(grpo_run, tmp_path):
     """data.loss_window=8: the rollout batch carries its completion columns (loss_index_BW) and the update projects
     onto the vocabulary there only; the same completions, rewards, loss and gradient norm as the fixture's step."""

@@ -194,6 +194,22 @@ def test_next_tokens_identical_to_sort_based(monkeypatch, temperature, top_k, to
     assert np.isfinite(np.asarray(new[0][2])).all()
 
 
+def test_gumbel_max_draws_what_categorical_draws():
+    """The sampler's draw (methods.gumbel_max) is jax.random.categorical's, token for token, under jit: random and
+    masked rows (finfo.min outside a top-p support), exact ties of the maximum (the first index wins), a NaN row."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(6, 5000)).astype(np.float32) * 3
+    x[1, 100:] = np.finfo(np.float32).min                  # a support of 100 tokens, as filter_logits leaves it
+    x[2] = 0.0                                             # ties everywhere: the noise decides
+    x[3, 7] = np.nan                                       # garbage: argmax's first NaN
+    x[4, :] = np.finfo(np.float32).min                     # nothing kept but the first index
+    draw, reference = jax.jit(methods.gumbel_max), jax.jit(lambda k, l: jax.random.categorical(k, l, axis=-1))
+    for seed in range(40):
+        key = jax.random.key(seed)
+        np.testing.assert_array_equal(np.asarray(draw(key, x)), np.asarray(reference(key, x)))
+    assert np.asarray(draw(jax.random.key(0), x))[3] == 7
+
+
 def test_prefix_is_the_path_taken_on_peaked_rows():
     """Under jit: the top-64 prefix settles a peaked batch (stage 0); a batch with ~300 likely tokens needs
     top-1024 (stage 1); a flat one at top_p 0.99 the full sort (stage 2); one flat row sends the whole batch on."""

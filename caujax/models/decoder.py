@@ -38,6 +38,11 @@ from caujax.sharding import constrain
 _REMAT = {"full": None, "save_dots": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
           "save_attention": jax.checkpoint_policies.save_only_these_names("attn_out")}
 
+# Up to this many rows (B x T) the vocabulary projection puts the weights first (Decoder.logits). Measured on XLA:CPU,
+# 2-core AVX2, forward: [V, D] = [262,144, 640] at 4 rows 28 vs 63 ms, at 64 rows 242 vs 310 ms; at 128 rows the
+# two orders tie and at 512 the usual one wins (1.68 vs 1.90 s).
+_FEW_ROWS = 64
+
 Cache = dict[str, jax.Array]     # k_LBSKH, v_LBSKH, pos_LBS (-1 marks an empty slot); one S for every layer
 
 
@@ -316,7 +321,13 @@ class Decoder(nnx.Module):
             w_VD = jax.lax.dynamic_slice_in_dim(self.embed[...], vocab_start, size, axis=0)
         else:
             w_VD = jax.lax.dynamic_slice_in_dim(self.lm_head[...], vocab_start, size, axis=1).T
-        logits_BTV = jnp.einsum("BTD,VD->BTV", h_BTD, w_VD.astype(dt), preferred_element_type=jnp.float32)
+        if h_BTD.shape[0] * h_BTD.shape[1] <= _FEW_ROWS:
+            # A decode step's few rows: with the weights as the dot's left operand XLA:CPU streams [V, D] once as a
+            # tall GEMM (Gemma-3-270M, 4 rows: 28 ms instead of 63 ms a step); with many rows the usual order wins.
+            logits_VBT = jnp.einsum("VD,BTD->VBT", w_VD.astype(dt), h_BTD, preferred_element_type=jnp.float32)
+            logits_BTV = logits_VBT.transpose(1, 2, 0)
+        else:
+            logits_BTV = jnp.einsum("BTD,VD->BTV", h_BTD, w_VD.astype(dt), preferred_element_type=jnp.float32)
         if cfg.final_logit_softcap:
             logits_BTV = jnp.tanh(logits_BTV / cfg.final_logit_softcap) * cfg.final_logit_softcap
         return logits_BTV

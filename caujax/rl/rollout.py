@@ -143,7 +143,8 @@ class RolloutSource:
         everything = _concat(sampled)
         stats = _stats(everything) | fields_stats | {
             "zero_spread_fraction": float(np.concatenate(flats).mean()), "resample_rounds": rounds,
-            "filler_rows": filler * self.G, "kept_fraction": len(kept) * self.G / self.rows}
+            "filler_rows": filler * self.G, "kept_fraction": len(kept) * self.G / self.rows,
+            "batch_columns": batch["tokens_BT"].shape[1]}     # the update's row width (data.pad_multiple)
         if filler * 2 > groups_needed:
             warnings.warn(f"rollout {self.k + 1}: only {len(kept)} of {groups_needed} groups had any reward spread "
                           f"after {rounds} extra rounds; the step trains on {len(kept) * self.G} completions and "
@@ -183,13 +184,16 @@ class RolloutSource:
 
     def _batch(self, policy, rows: dict | None, filler_groups: int) -> tuple[dict, dict]:
         """Token rows in the common.py layout, the method's fields, and the method's rollout statistics."""
-        R, T = self.rows, self.seq_len
+        R = self.rows
         n_real = 0 if rows is None else len(rows["example_R"])
         pairs = [(self.prompt_ids[i], c) for i, c in zip(rows["example_R"], rows["completion_R"])] if n_real else []
         # Filler rows (dynamic sampling's partial batch) repeat a real row's tokens with no loss: a fully padded row
         # would give attention nothing to attend to.
         pairs += [pairs[0] if pairs else ([self.pad_id], [])] * (R - n_real)
-        batch = fixed.pad_rows(pairs, T, self.pad_id)          # the SFT row layout; nothing is cut (P + C <= T)
+        # The rollout's longest row rounded up to data.pad_multiple, as SFT batches: every process holds the whole
+        # rollout, so all agree on the width, and the update and the scoring passes skip the unused columns.
+        T = fixed.batch_width([len(p) + len(c) for p, c in pairs], self.seq_len, self.ctx.cfg.data.pad_multiple)
+        batch = fixed.pad_rows(pairs, self.seq_len, self.pad_id, width=T)    # the SFT row layout; nothing is cut
         loss_mask = batch["loss_mask_BT"]
         loss_mask[n_real:] = 0
         # The sampler's per-token numbers sit in the loss-mask columns: token t+1's log-prob in column t.
