@@ -61,8 +61,8 @@ def filter_logits(logits_BV, *, top_k: int, top_p: float, prefilters: tuple[int,
     the mass in every row (the usual case at top_p = 0.95); else also lax.top_k(1024); only a batch with a row
     flatter than that pays the bisection (32 masked sums over the vocabulary), and only at that step (lax.cond).
     Jitted, [8, 262144] float32 on 2 CPU cores: ~11 ms, ~22 ms with top_k(1024), ~180 ms bisecting (a full sort
-    took ~790 ms), against ~740-820 ms for the sort every step before; with top_k = 20 ~13 ms (the old top-k filter's slice of the top_k result made XLA sort the row too:
-    _top_values)."""
+    took ~790 ms), against ~740-820 ms for the sort every step before; with top_k = 20 ~13 ms (the old top-k
+    filter's slice of the top_k result made XLA sort the row too: _top_values)."""
     neg = jnp.finfo(logits_BV.dtype).min
     V = logits_BV.shape[-1]
     top_BK = None
@@ -84,9 +84,9 @@ def nucleus_cutoff(logits_BV, top_p, *, prefilters: tuple[int, ...] = TOP_P_PREF
                    run_all_stages: bool = False):
     """(cutoff_B1, stage): the top-p cutoff of filter_logits (keep logits >= cutoff) and which prefix settled it,
     an int32 scalar: i for the i-th size of sorted({min(k, V) for k in prefilters} | {V}), the last being the
-    whole vocabulary (bisection). top_BK, optional: the row's top values already at hand (descending, as lax.top_k gives them), the first
-    prefix. top_p may be traced. run_all_stages (for tests): go on to the last stage whatever the mass, which must
-    give the same cutoff."""
+    whole vocabulary (bisection). top_BK, optional: the row's top values already at hand (descending, as
+    lax.top_k gives them), the first prefix. top_p may be traced. run_all_stages (for tests): go on to the last
+    stage whatever the mass, which must give the same cutoff."""
     V = logits_BV.shape[-1]
     sizes = sorted({min(k, V) for k in prefilters} | {V})
     if top_BK is not None:
