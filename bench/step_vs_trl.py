@@ -20,6 +20,7 @@ reference on both (TRL recomputes reference log-probs each step: precompute_ref_
     python -m bench.step_vs_trl --method dpo --batch 4 --seq-len 512 --steps 6
     python -m bench.step_vs_trl --method kto --batch 8 --seq-len 512 --steps 6
     python -m bench.step_vs_trl --method sft --batch 8 --seq-len 512 --steps 6 --precision bf16
+    python -m bench.step_vs_trl --method sft --batch 8 --seq-len 512 --steps 6 --unrolled   # scan_layers=False
     python -m bench.step_vs_trl --method sft --batch 4 --seq-len 512 --steps 1 --repeats 1 --precision bf16 \
         --model ~/.cache/caujax/gemma-3-270m-q4_k_m      # Gemma-3-270M, as `make demo` converts it
 """
@@ -98,7 +99,7 @@ def step_flops(method: str, cfg, main_BT, kl_BT=None, padded: bool = False) -> f
 
 
 def run_caujax(method, path, tokenizer, examples, batch, seq_len, steps, lr, precision, cfg, pad_multiple=0,
-               packing=False):
+               packing=False, unrolled=False):
     import dataclasses
     import types
 
@@ -115,8 +116,9 @@ def run_caujax(method, path, tokenizer, examples, batch, seq_len, steps, lr, pre
     spec = METHODS[method]
     model, _ = load_pretrained(path, dtype="float32")               # float32 parameters: the master weights
     graphdef, params = nnx.split(model)
-    if precision == "bf16":                # as train.build_model: the graphdef carries the compute dtype
-        arch = model.cfg.replace(compute_dtype="bfloat16")
+    if precision == "bf16" or unrolled:    # as train.build_model: the graphdef carries the compute settings
+        arch = model.cfg.replace(compute_dtype="bfloat16" if precision == "bf16" else model.cfg.compute_dtype,
+                                 scan_layers=not unrolled)
         graphdef, _ = nnx.split(nnx.eval_shape(lambda: Decoder(arch, rngs=nnx.Rngs(0))))
     mesh = make_mesh(devices=jax.devices()[:1])
     tx = make_optimizer(OptimConfig(lr=lr, max_grad_norm=1.0), steps + 1)
@@ -237,6 +239,8 @@ def main(argv=None):
                          "N pads to the longest row rounded up to N (steps that compile a new width are not timed)")
     ap.add_argument("--packing", action="store_true",
                     help="caujax data.packing (SFT): several examples per row of --seq-len; --batch counts packed rows")
+    ap.add_argument("--unrolled", action="store_true",
+                    help="caujax model.scan_layers=False: the Python loop over the layers instead of lax.scan")
     args = ap.parse_args(argv)
     if args.packing and args.method != "sft":
         ap.error("--packing applies to --method sft")
@@ -259,7 +263,8 @@ def main(argv=None):
         for _ in range(args.repeats):
             for name, run in (("caujax", run_caujax), ("trl", run_trl)):
                 machine.reset_peak_rss()
-                extra = {"pad_multiple": args.pad_multiple, "packing": args.packing} if name == "caujax" else {}
+                extra = {"pad_multiple": args.pad_multiple, "packing": args.packing,
+                         "unrolled": args.unrolled} if name == "caujax" else {}
                 try:
                     out = run(args.method, path, tokenizer, examples, args.batch, args.seq_len, args.steps, 1e-5,
                               args.precision, cfg, **extra)
@@ -277,7 +282,9 @@ def main(argv=None):
           f"{args.steps} timed steps after one warm-up step, {args.precision} on {_device()}; caujax "
           + (f"pads each batch to its longest row rounded up to {args.pad_multiple} ({compiled} steps that compiled "
              f"a new width not timed)" if args.pad_multiple else "pads every row to seq_len")
-          + (", packs several examples per row (data.packing)" if args.packing else "") + "\n")
+          + (", packs several examples per row (data.packing)" if args.packing else "")
+          + (", unrolled layers (model.scan_layers=False)" if args.unrolled else ""))
+    print(f"glibc malloc environment (both sides): {_malloc_env()}\n")
     dtype = "bfloat16" if args.precision == "bf16" else "float32"
     libs = {"caujax": "xla", "trl": "torch"}
     print("| framework | first loss | median s/step | real tokens/step | real tokens/s | model GFLOP/step | GFLOP/s | "
@@ -295,6 +302,13 @@ def main(argv=None):
     print(f"\nratio caujax / TRL (real tokens/s): {rate['caujax'] / rate['trl']:.2f}x")
     print(f"peak RSS of the process (after machine.describe): {max(rss.values()):.2f} GB; per side = the peak "
           f"during its own runs (one process: what the other side left allocated counts too)")
+
+
+def _malloc_env() -> str:
+    """The MALLOC_* variables this process started with (glibc reads them once, at start-up)."""
+    import os
+    env = {k: v for k, v in os.environ.items() if k.startswith("MALLOC_") or k == "GLIBC_TUNABLES"}
+    return " ".join(f"{k}={v}" for k, v in sorted(env.items())) or "glibc defaults"
 
 
 def _device() -> str:

@@ -16,6 +16,11 @@ from caujax.models.config import DType, LoRAConfig, ModelConfig, RematPolicy, re
 Method = Literal[tuple(METHODS)]        # the method names, from the method table
 
 
+# ModelConfig fields that ModelSource sets for the run (ModelSource.run_arch), whatever the checkpoint or arch says.
+_RUN_SETTINGS = ("compute_dtype", "remat", "attention", "attention_block", "scan_layers")
+_ARCH_DEFAULTS = {f.name: f.default for f in dataclasses.fields(ModelConfig) if f.name in _RUN_SETTINGS}
+
+
 @dataclasses.dataclass(frozen=True)
 class ModelSource:
     """Where the policy (and the frozen reference π_ref, a copy of the initial policy) comes from."""
@@ -31,6 +36,9 @@ class ModelSource:
     #                                     for FLOPs, chosen per preset by python -m caujax.plan
     attention: str = "auto"             # "auto", "plain", "blockwise" or "dot_product" (models/attention.py)
     attention_block: int = 256          # query/key block of the blockwise kernel
+    scan_layers: bool = True            # lax.scan over the stacked layers: compile time flat in depth; False: a
+    #                                     Python loop over the same parameters, faster a step for shallow models on
+    #                                     CPU (4-layer tiny Qwen2: 1.33 -> 1.17 s, bench/README.md)
     init_seed: int = 0                  # seed of the random init (and of LoRA's A matrices)
     lora: LoRAConfig = LoRAConfig()     # rank > 0: train low-rank adapters on a frozen base (models/lora.py)
 
@@ -38,6 +46,18 @@ class ModelSource:
         if self.path is None and self.arch is None:
             raise ValueError("model: set model.path (a checkpoint) or model.arch (a random init)")
         object.__setattr__(self, "remat", remat_policy(self.remat))
+        for name in _RUN_SETTINGS:      # set on the arch, it would be silently replaced by run_arch
+            given, default = getattr(self.arch, name, None), _ARCH_DEFAULTS[name]
+            if self.arch is not None and given != default and given != getattr(self, name):
+                raise ValueError(f"model.arch.{name}={given!r} is a run setting, not part of the architecture: set "
+                                 f"--model.{name}={given} instead (now {getattr(self, name)!r})")
+
+    def run_arch(self, arch: ModelConfig) -> ModelConfig:
+        """`arch` with this run's settings that no checkpoint stores (compute dtype, remat, attention kernel and
+        block, layer scan, adapters); train.py and the memory plan build the same decoder from it."""
+        return arch.replace(compute_dtype=self.compute_dtype, remat=self.remat, attention=self.attention,
+                            attention_block=self.attention_block, scan_layers=self.scan_layers,
+                            lora=self.lora if self.lora.rank else None)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -186,9 +186,7 @@ def make_plan(cfg, sizes: dict[str, int], arch=None, devices=None) -> Plan:
     method = methods.get(cfg.method)
     section = getattr(cfg, cfg.method)
     src = cfg.model
-    arch = (arch or architecture(cfg)).replace(
-        param_dtype=src.param_dtype, compute_dtype=src.compute_dtype, remat=src.remat, attention=src.attention,
-        attention_block=src.attention_block, lora=src.lora if src.lora.rank else None)
+    arch = src.run_arch((arch or architecture(cfg)).replace(param_dtype=src.param_dtype))
     decoder_graphdef, params = nnx.split(nnx.eval_shape(lambda: Decoder(arch, rngs=nnx.Rngs(0))))
     adapters = arch.lora is not None
     ref = None

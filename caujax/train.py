@@ -77,8 +77,7 @@ def build_model(cfg: RunConfig, mesh, tokenizer):
     if len(tokenizer) > arch.vocab_size:
         raise ValueError(f"the tokenizer has {len(tokenizer)} tokens, more than the model's "
                          f"vocab_size={arch.vocab_size}")
-    arch = arch.replace(compute_dtype=src.compute_dtype, remat=src.remat, attention=src.attention,
-                        attention_block=src.attention_block, lora=src.lora if src.lora.rank else None)
+    arch = src.run_arch(arch)
     if arch.lora is not None:       # fresh adapters (B = 0) around the frozen base, made in their shardings
         make = lambda: nnx.state(Decoder(arch, rngs=nnx.Rngs(src.init_seed)), nnx.LoRAParam)
         adapters = jax.jit(make, out_shardings=tree_shardings(jax.eval_shape(make), mesh))()

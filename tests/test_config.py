@@ -151,3 +151,31 @@ def test_tuple_fields_take_a_literal_or_a_comma_list():
     assert both.grpo.rollout.reward_weights == (1.0, 0.1)
     with pytest.raises(ValueError, match=r"reward_weights=x: not a float"):
         apply_overrides(cfg, {"grpo.rollout.rewards": "causal,format", "grpo.rollout.reward_weights": "x,0.1"})
+
+
+class _Ids:
+    """What train.build_model reads of a tokenizer for a random init: its special ids and its size."""
+    bos_token_id, eos_token_id, pad_token_id = 1, 2, 0
+
+    def __len__(self):
+        return 64
+
+
+def test_run_settings_reach_the_built_decoder_and_are_refused_on_the_arch():
+    import jax
+    from flax import nnx
+
+    from caujax import train
+    from caujax.sharding import make_mesh
+
+    cfg = apply_overrides(load_preset(CONFIGS / "tiny.py"), {
+        "model.scan_layers": "false", "model.attention": "plain", "model.attention_block": "64",
+        "model.remat": "full", "model.arch.vocab_size": "64"})
+    graphdef, params, _ = train.build_model(cfg, make_mesh(devices=jax.devices()[:1]), _Ids())
+    arch = nnx.merge(graphdef, params).cfg
+    assert (arch.scan_layers, arch.attention, arch.attention_block, arch.remat) == (False, "plain", 64, "full")
+    assert arch.compute_dtype == cfg.model.compute_dtype
+    # Set on the architecture instead, a run setting would be replaced without a word: refused, naming the key.
+    with pytest.raises(ValueError, match=r"model\.arch\.scan_layers=False is a run setting.*--model\.scan_layers"):
+        apply_overrides(load_preset(CONFIGS / "tiny.py"), {"model.arch.scan_layers": "false"})
+    assert not apply_overrides(cfg, {"model.arch.scan_layers": "false"}).model.run_arch(arch).scan_layers
