@@ -81,7 +81,32 @@ def software() -> dict:
         pass
     out["env"] = {k: os.environ[k] for k in ("XLA_FLAGS", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
                                              "JAX_PLATFORMS", "TF_CPP_MIN_LOG_LEVEL") if k in os.environ}
+    out["env"] |= malloc_env()
     return out
+
+
+def malloc_env() -> dict:
+    """The glibc allocator variables this process started with (read once, at start-up; README.md: the
+    non-returning setting for small, fast steps)."""
+    return {k: v for k, v in sorted(os.environ.items()) if k.startswith("MALLOC_") or k == "GLIBC_TUNABLES"}
+
+
+def other_load(seconds: float = 1.0) -> float | None:
+    """CPU cores kept busy by other processes over `seconds` (/proc/stat minus this process's own time), or None
+    where /proc is missing. Anything above ~0.25 distorts the ratios (torch's thread pool more than XLA's)."""
+    def sample():
+        with open("/proc/stat") as f:
+            cpu = [int(x) for x in f.readline().split()[1:]]
+        with open("/proc/self/stat") as f:
+            own = f.read().rsplit(")", 1)[1].split()
+        return sum(cpu) - cpu[3] - cpu[4], int(own[11]) + int(own[12])    # busy jiffies (all), own utime + stime
+    try:
+        busy0, own0 = sample()
+        time.sleep(seconds)
+        busy1, own1 = sample()
+    except (OSError, ValueError, IndexError):
+        return None
+    return max(0.0, (busy1 - busy0 - (own1 - own0)) / os.sysconf("SC_CLK_TCK") / seconds)
 
 
 def peak_rss_gb() -> float:
@@ -239,7 +264,7 @@ def describe(print_: bool = True, measure: bool = True) -> dict:
     """{"cpu", "software", "ceilings", "rss_reset"} of this process (ceilings measured once, a few seconds), printed
     as a short block when `print_`. After measuring, the peak RSS is reset (`reset_peak_rss`; "rss_reset" says
     whether that worked), so a later `peak_rss_gb()` is the benchmark's own, not the measurement's arrays'."""
-    out = {"cpu": cpu_info(), "software": software()}
+    out = {"cpu": cpu_info(), "software": software(), "other_load": other_load()}
     if measure:
         out["ceilings"] = ceilings()
         out["rss_reset"] = reset_peak_rss()
@@ -258,6 +283,11 @@ def format_description(d: dict) -> str:
              + (f", torch {sw['torch']} ({sw['torch_threads']} intra-op / {sw['torch_interop_threads']} inter-op "
                 f"threads)" if "torch" in sw else "")
              + (f"; env {sw['env']}" if sw["env"] else "")]
+    load = d.get("other_load")
+    if load is not None:
+        lines.append(f"other processes: {load:.2f} CPU cores busy"
+                     + (" -- WARNING: the machine is not quiet; ratios measured now are distorted (bench/README.md)"
+                        if load > 0.25 else " (quiet)"))
     if "ceilings" in d:
         c = d["ceilings"]
         mm = ", ".join(f"{k} {v:.1f} (n={c['matmul_size'][k]})" for k, v in c["matmul"].items())

@@ -3,8 +3,9 @@ same weights, the same generated causal problems and the same tokenizer, AdamW, 
 side. Reports the median seconds per optimizer step (compile excluded), real (non-pad) tokens per second, and each
 side's model GFLOP/s (bench/machine.py: train_flops, PaLM-style 6N + attention) with its share of the matmul ceiling
 measured in this process for its library and precision (caujax: XLA, TRL: torch). caujax's batches come from the
-method's own batch source (methods.METHODS[m].batches, as train.py builds them) and by default pad every row to
---seq-len (--pad-multiple 0: one compiled shape); TRL pads to the longest row of each batch. "padded GFLOP/s" counts
+method's own batch source (methods.METHODS[m].batches, as train.py builds them) and, as caujax's default, pad each
+batch to its longest row rounded up to 128 (--pad-multiple 0: every row to --seq-len, one compiled shape); TRL pads
+to the longest row of each batch. "padded GFLOP/s" counts
 the padded shape; peak RSS is per side, the peak during its own runs (machine.reset_peak_rss before each).
 
 --precision float32: float32 weights and compute on both sides. --precision bf16: float32 master weights and AdamW
@@ -234,9 +235,10 @@ def main(argv=None):
                     help="a Hugging Face checkpoint directory (float32 weights) and its tokenizer instead of the "
                          "tiny random Qwen2, e.g. Gemma-3-270M as the demo's base stage converts it")
     ap.add_argument("--repeats", type=int, default=2, help="alternating caujax/TRL runs; medians over all")
-    ap.add_argument("--pad-multiple", type=int, default=0,
-                    help="caujax data.pad_multiple: 0 (default) pads every batch to --seq-len, one compiled shape; "
-                         "N pads to the longest row rounded up to N (steps that compile a new width are not timed)")
+    ap.add_argument("--pad-multiple", type=int, default=128,
+                    help="caujax data.pad_multiple: N (default 128, caujax's own default) pads each batch to its "
+                         "longest row rounded up to N (steps that compile a new width are not timed); 0 pads every "
+                         "batch to --seq-len, one compiled shape")
     ap.add_argument("--packing", action="store_true",
                     help="caujax data.packing (SFT): several examples per row of --seq-len; --batch counts packed rows")
     ap.add_argument("--unrolled", action="store_true",
@@ -284,7 +286,8 @@ def main(argv=None):
              f"a new width not timed)" if args.pad_multiple else "pads every row to seq_len")
           + (", packs several examples per row (data.packing)" if args.packing else "")
           + (", unrolled layers (model.scan_layers=False)" if args.unrolled else ""))
-    print(f"glibc malloc environment (both sides): {_malloc_env()}\n")
+    env = " ".join(f"{k}={v}" for k, v in machine.malloc_env().items()) or "glibc defaults"
+    print(f"glibc malloc environment (both sides): {env}\n")
     dtype = "bfloat16" if args.precision == "bf16" else "float32"
     libs = {"caujax": "xla", "trl": "torch"}
     print("| framework | first loss | median s/step | real tokens/step | real tokens/s | model GFLOP/step | GFLOP/s | "
@@ -302,13 +305,6 @@ def main(argv=None):
     print(f"\nratio caujax / TRL (real tokens/s): {rate['caujax'] / rate['trl']:.2f}x")
     print(f"peak RSS of the process (after machine.describe): {max(rss.values()):.2f} GB; per side = the peak "
           f"during its own runs (one process: what the other side left allocated counts too)")
-
-
-def _malloc_env() -> str:
-    """The MALLOC_* variables this process started with (glibc reads them once, at start-up)."""
-    import os
-    env = {k: v for k, v in os.environ.items() if k.startswith("MALLOC_") or k == "GLIBC_TUNABLES"}
-    return " ".join(f"{k}={v}" for k, v in sorted(env.items())) or "glibc defaults"
 
 
 def _device() -> str:

@@ -11,14 +11,16 @@ import typing
 from typing import Literal
 
 from caujax.methods import METHODS
-from caujax.models.config import DType, LoRAConfig, ModelConfig, RematPolicy, remat_policy
+from caujax.models.config import AttentionImpl, DType, LoRAConfig, ModelConfig, RematPolicy, remat_policy
 
 Method = Literal[tuple(METHODS)]        # the method names, from the method table
 
 
-# ModelConfig fields that ModelSource sets for the run (ModelSource.run_arch), whatever the checkpoint or arch says.
-_RUN_SETTINGS = ("compute_dtype", "remat", "attention", "attention_block", "scan_layers")
+# ModelConfig fields that ModelSource sets for the run (run_arch; param_dtype in train.build_model), whatever the
+# checkpoint or the arch says.
+_RUN_SETTINGS = ("compute_dtype", "remat", "attention", "attention_block", "scan_layers", "param_dtype", "lora")
 _ARCH_DEFAULTS = {f.name: f.default for f in dataclasses.fields(ModelConfig) if f.name in _RUN_SETTINGS}
+ARCH_RUN_KEYS = frozenset(f"model.arch.{name}" for name in _RUN_SETTINGS)   # refused as overrides: not in --help
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,7 +36,7 @@ class ModelSource:
     remat: RematPolicy = "none"         # what each decoder block keeps for the backward pass: "none", "full",
     #                                     "save_dots", "save_attention" (models/config.py REMAT_POLICIES); memory
     #                                     for FLOPs, chosen per preset by python -m caujax.plan
-    attention: str = "auto"             # "auto", "plain", "blockwise" or "dot_product" (models/attention.py)
+    attention: AttentionImpl = "auto"   # "auto", "plain", "blockwise", "dot_product" or "splash" (TPU Pallas)
     attention_block: int = 256          # query/key block of the blockwise kernel
     scan_layers: bool = True            # lax.scan over the stacked layers: compile time flat in depth; False: a
     #                                     Python loop over the same parameters, faster a step for shallow models on
@@ -46,11 +48,14 @@ class ModelSource:
         if self.path is None and self.arch is None:
             raise ValueError("model: set model.path (a checkpoint) or model.arch (a random init)")
         object.__setattr__(self, "remat", remat_policy(self.remat))
-        for name in _RUN_SETTINGS:      # set on the arch, it would be silently replaced by run_arch
+        if self.attention_block < 1:
+            raise ValueError(f"model.attention_block must be >= 1, got {self.attention_block}")
+        for name in _RUN_SETTINGS:      # set on the arch, it would be silently replaced by the run's own value
             given, default = getattr(self.arch, name, None), _ARCH_DEFAULTS[name]
-            if self.arch is not None and given != default and given != getattr(self, name):
+            run = (self.lora if self.lora.rank else None) if name == "lora" else getattr(self, name)
+            if self.arch is not None and given != default and given != run:
                 raise ValueError(f"model.arch.{name}={given!r} is a run setting, not part of the architecture: set "
-                                 f"--model.{name}={given} instead (now {getattr(self, name)!r})")
+                                 f"--model.{name} instead (now {run!r})")
 
     def run_arch(self, arch: ModelConfig) -> ModelConfig:
         """`arch` with this run's settings that no checkpoint stores (compute dtype, remat, attention kernel and

@@ -12,7 +12,7 @@ import textwrap
 import tokenize
 import typing
 
-from caujax.config import RunConfig, _dataclass_in
+from caujax.config import ARCH_RUN_KEYS, RunConfig, _dataclass_in
 
 _REQUIRED = "<required>"
 
@@ -76,6 +76,8 @@ def rows(cfg_or_cls, prefix: str = "", sections: set[str] | None = None) -> list
         if not prefix and sections is not None and f.name in _method_names() and f.name not in sections:
             continue
         key = prefix + f.name
+        if key in ARCH_RUN_KEYS:           # set by --model.<name>; on model.arch they are refused (config.py)
+            continue
         if isinstance(cfg_or_cls, type):
             value = f.default if f.default is not dataclasses.MISSING else \
                 f.default_factory() if f.default_factory is not dataclasses.MISSING else _REQUIRED

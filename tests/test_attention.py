@@ -1,7 +1,8 @@
-"""The attention kernels agree: blockwise (flash-style, custom VJP) and jax.nn's fused form equal the plain form in
-outputs and gradients (1e-5, float32) with GQA, sliding windows, softcapping, left/right padding and packed segments;
-in the decoder, the blockwise kernel gives the plain logits and gradients, also for a Gemma 3 local/global stack and
-through the sampler's prefill."""
+"""The attention kernels agree: blockwise (flash-style, custom VJP), jax.nn's fused form and the Pallas splash kernel
+(interpret mode on CPU, and per shard under a mesh) equal the plain form in outputs and gradients (1e-5, float32)
+with GQA, sliding windows, softcapping, left/right padding and packed segments; in the decoder, the blockwise and
+splash kernels give the plain logits and gradients, also for a Gemma 3 local/global stack, and the blockwise one
+samples the plain tokens through the sampler's prefill."""
 from __future__ import annotations
 
 import jax
@@ -9,11 +10,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
+from jax.sharding import NamedSharding, PartitionSpec
 
 from caujax.models import Decoder
 from caujax.models.attention import attend, resolve
 from caujax.models.decoder import default_mask_positions
 from caujax.sampling import SamplingParams, sample_ids
+from caujax.sharding import BATCH_AXES, make_mesh
 from model_fixtures import TINY, strong_weights
 
 TOL = 1e-5
@@ -38,7 +41,7 @@ def test_default_positions_restart_in_every_segment():
 # (softcap, window, is_local, block, impl): windows on a local layer and ignored on a global one, softcap, blocks
 # smaller than, equal to, and larger than the row.
 CASES = [(None, None, False, 8, "blockwise"), (3.0, 4, True, 16, "blockwise"), (None, 4, False, 64, "blockwise"),
-         (None, 4, True, 8, "dot_product")]
+         (None, 4, True, 8, "dot_product"), (None, None, False, 8, "splash"), (3.0, 4, True, 256, "splash")]
 
 
 @pytest.mark.parametrize("softcap,window,is_local,block,impl", CASES)
@@ -68,6 +71,7 @@ def test_auto_picks_per_backend_and_row_length():
     assert resolve("auto", 1, 4096, None) == "plain"               # one decoded token
     assert resolve("auto", 4096, 4096, None) == "blockwise"        # CPU: never T x T
     assert resolve("dot_product", 64, 64, 50.0) == "blockwise"     # jax.nn has no softcap
+    assert resolve("auto", 4096, 4096, 50.0) == "blockwise"        # splash is opt-in (not measured on a TPU)
     with pytest.raises(ValueError, match="unknown attention"):
         resolve("flash", 8, 8, None)
 
@@ -81,8 +85,8 @@ def _packed_and_padded(vocab):
     return jnp.asarray(tokens), jnp.asarray(mask)
 
 
-@pytest.mark.parametrize("name", ["qwen2", "gemma3"])
-def test_blockwise_decoder_equals_plain_logits_and_grads(name):
+@pytest.mark.parametrize("name,impl", [("qwen2", "blockwise"), ("gemma3", "blockwise"), ("gemma3", "splash")])
+def test_blockwise_decoder_equals_plain_logits_and_grads(name, impl):
     cfg = TINY[name]
     state = strong_weights(cfg)
     tokens, mask = _packed_and_padded(cfg.vocab_size)
@@ -94,16 +98,42 @@ def test_blockwise_decoder_equals_plain_logits_and_grads(name):
         return jnp.sum(jnp.where(real, logits, 0.0) ** 2) / 1e3, logits
 
     (_, want), g_want = jax.value_and_grad(loss, has_aux=True)(state, "plain")
-    (_, got), g_got = jax.value_and_grad(loss, has_aux=True)(state, "blockwise")
+    (_, got), g_got = jax.value_and_grad(loss, has_aux=True)(state, impl)
     scale = float(jnp.max(jnp.abs(want)))
     assert float(jnp.max(jnp.abs(jnp.where(real, got - want, 0.0)))) < TOL * scale
     for a, b in zip(jax.tree.leaves(g_want), jax.tree.leaves(g_got)):
         assert float(jnp.max(jnp.abs(a - b))) < TOL * max(1.0, float(jnp.max(jnp.abs(a))))
     # A packed document reads exactly what it reads alone: the second document of row 0, unpacked, at position 0.
-    alone = nnx.merge(nnx.graphdef(nnx.eval_shape(lambda: Decoder(cfg.replace(attention="blockwise",
-                                                                              attention_block=4),
+    alone = nnx.merge(nnx.graphdef(nnx.eval_shape(lambda: Decoder(cfg.replace(attention=impl, attention_block=4),
                                                                    rngs=nnx.Rngs(0)))), state)(tokens[:1, 5:11])
     assert float(jnp.max(jnp.abs(alone[0] - got[0, 5:11]))) < TOL * scale
+
+
+def test_splash_per_shard_under_a_mesh_equals_plain():
+    """On a 2 x 2 x 2 mesh (8 fake devices) the Pallas call runs per shard through shard_map: rows over data x fsdp,
+    kv heads over tensor; values and gradients are those of the plain form."""
+    mesh = make_mesh(2, 2, 2)
+    seg, pos = (jnp.concatenate([x, x[::-1]]) for x in _segments())
+    B, T, K, G, H = 4, seg.shape[1], 2, 2, 8
+    rng = np.random.default_rng(1)
+    q, k, v = (jnp.asarray(rng.standard_normal(s), jnp.float32) for s in ((B, T, K, G, H), (B, T, K, H),
+                                                                           (B, T, K, H)))
+    cotangent = jnp.asarray(rng.standard_normal((B, T, K, G, H)), jnp.float32) * (seg > 0)[:, :, None, None, None]
+
+    def loss(impl, q, k, v):
+        with jax.sharding.use_abstract_mesh(mesh.abstract_mesh):
+            out = attend(q, k, v, pos, pos, seg, seg, scale=0.35, softcap=2.0, impl=impl, self_causal=True)
+        return jnp.sum(out * cotangent)
+
+    rows = NamedSharding(mesh, PartitionSpec(BATCH_AXES))
+    placed = [jax.device_put(x, rows) for x in (q, k, v)]
+    want = jax.grad(lambda *a: loss("plain", *a), argnums=(0, 1, 2))(q, k, v)
+    grad = jax.jit(jax.value_and_grad(lambda *a: loss("splash", *a), argnums=(0, 1, 2)))
+    assert "shard_map" in str(grad.trace(*placed).jaxpr)
+    value, got = grad(*placed)
+    np.testing.assert_allclose(float(value), float(loss("plain", q, k, v)), rtol=TOL)
+    for g_want, g_got in zip(want, got):
+        assert float(jnp.max(jnp.abs(g_got - g_want))) < TOL * max(1.0, float(jnp.max(jnp.abs(g_want))))
 
 
 def test_blockwise_prefill_samples_the_plain_tokens():

@@ -179,3 +179,7 @@ def test_run_settings_reach_the_built_decoder_and_are_refused_on_the_arch():
     with pytest.raises(ValueError, match=r"model\.arch\.scan_layers=False is a run setting.*--model\.scan_layers"):
         apply_overrides(load_preset(CONFIGS / "tiny.py"), {"model.arch.scan_layers": "false"})
     assert not apply_overrides(cfg, {"model.arch.scan_layers": "false"}).model.run_arch(arch).scan_layers
+    with pytest.raises(ValueError, match=r"model\.arch\.param_dtype='bfloat16' is a run setting.*--model\.param_dtype"):
+        apply_overrides(load_preset(CONFIGS / "tiny.py"), {"model.arch.param_dtype": "bfloat16"})
+    with pytest.raises(ValueError, match=r"--model\.attention=flash: expected one of \('auto', .*'splash'\)"):
+        apply_overrides(cfg, {"model.attention": "flash"})

@@ -13,6 +13,8 @@ q_BTKGH (G query heads per kv head), k_BSKH, v_BSKH; positions and segments are 
   skipped: visibility implies key index <= query index because positions grow with the index inside a segment.
 - "dot_product" is jax.nn.dot_product_attention (implementation=None: jax picks cuDNN where it can, else the XLA
   form, which materialises the scores); it has no logit softcap, so models with one fall back to "blockwise".
+- "splash" is the TPU Pallas splash-attention kernel (models/splash.py) for the self-causal case (other calls fall
+  back to "blockwise"); off TPU it runs in Pallas interpret mode, for tests. Opt-in until measured on a TPU.
 
 A query that sees no key at all (padding, segment 0) gets the mean of the values it scanned in the forward and a
 zero gradient in the blockwise backward: its output is never read (pads are never keys and their log-probs are
@@ -21,14 +23,14 @@ masked), so its cotangent is 0 and the two agree where it matters.
 from __future__ import annotations
 
 import functools
-from typing import Literal
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-Impl = Literal["auto", "plain", "blockwise", "dot_product"]
-IMPLS = ("auto", "plain", "blockwise", "dot_product")
+from caujax.models.config import IMPLS
+from caujax.models.config import AttentionImpl as Impl
+
 _NEG = -0.7 * float(jnp.finfo(jnp.float32).max)   # finite, so fully masked rows (pad queries) stay NaN-free
 
 
@@ -66,6 +68,12 @@ def attend(q_BTKGH, k_BSKH, v_BSKH, q_pos_BT, k_pos_BS, q_seg_BT, k_seg_BS, *, s
     if impl == "plain":
         return _plain(q_BTKGH, k_BSKH, v_BSKH, visible(q_pos_BT, k_pos_BS, q_seg_BT, k_seg_BS, is_local, window),
                       scale, softcap)
+    if impl == "splash":
+        if self_causal and T == S:
+            from caujax.models.splash import splash     # Pallas imported only when asked for
+            return splash(q_BTKGH, k_BSKH, v_BSKH, q_seg_BT, k_seg_BS, is_local, scale=scale, softcap=softcap,
+                          window=window, block=block)
+        impl = "blockwise"
     if impl == "dot_product":
         B, _, K, G, H = q_BTKGH.shape
         mask_B1TS = visible(q_pos_BT, k_pos_BS, q_seg_BT, k_seg_BS, is_local, window)[:, None]

@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import dataclasses
 import operator
-from typing import Literal
+from typing import Literal, get_args
 
 Family = Literal["llama", "qwen2", "qwen3", "gemma3"]
 LayerType = Literal["global", "local"]
 DType = Literal["float32", "bfloat16"]
+AttentionImpl = Literal["auto", "plain", "blockwise", "dot_product", "splash"]   # models/attention.py
+IMPLS = get_args(AttentionImpl)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,7 +110,7 @@ class ModelConfig:
     tie_embeddings: bool = False
     param_dtype: DType = "float32"
     compute_dtype: DType = "float32"
-    attention: Literal["auto", "plain", "blockwise", "dot_product"] = "auto"   # kernel (models/attention.py);
+    attention: AttentionImpl = "auto"   # kernel (models/attention.py);
     #                                     auto: plain for one decoded token, blockwise otherwise
     attention_block: int = 256          # query/key block of the blockwise kernel
     remat: RematPolicy = "none"         # training: what each block keeps for the backward pass (REMAT_POLICIES)
@@ -128,8 +130,8 @@ class ModelConfig:
             raise ValueError(f"layer_types has {len(self.layer_types)} entries for num_layers={self.num_layers}")
         if "local" in self.layer_types and not self.sliding_window:
             raise ValueError("local (sliding-window) layers need sliding_window > 0")
-        if self.attention not in ("auto", "plain", "blockwise", "dot_product"):
-            raise ValueError(f"attention={self.attention!r}; expected 'auto', 'plain', 'blockwise' or 'dot_product'")
+        if self.attention not in IMPLS:
+            raise ValueError(f"attention={self.attention!r}; expected one of {IMPLS}")
         if self.attention_block < 1:
             raise ValueError(f"attention_block={self.attention_block} must be >= 1")
         object.__setattr__(self, "remat", remat_policy(self.remat))
