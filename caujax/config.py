@@ -36,8 +36,9 @@ class ModelSource:
     remat: RematPolicy = "none"         # what each decoder block keeps for the backward pass: "none", "full",
     #                                     "save_dots", "save_attention" (models/config.py REMAT_POLICIES); memory
     #                                     for FLOPs, chosen per preset by python -m caujax.plan
-    attention: AttentionImpl = "auto"   # "auto", "plain", "blockwise", "dot_product" or "splash" (TPU Pallas)
-    attention_block: int = 256          # query/key block of the blockwise kernel
+    attention: AttentionImpl = "auto"   # "auto" (= blockwise), "plain", "blockwise" (flash-style, online softmax),
+    #                                     "dot_product" (jax.nn) or "splash" (TPU Pallas; interpret mode elsewhere)
+    attention_block: int = 256          # query/key block of the blockwise kernel (splash: a multiple of 128, >= 128)
     scan_layers: bool = True            # lax.scan over the stacked layers: compile time flat in depth; False: a
     #                                     Python loop over the same parameters, faster a step for shallow models on
     #                                     CPU (4-layer tiny Qwen2: 1.33 -> 1.17 s, bench/README.md)

@@ -6,12 +6,15 @@ attend falls back to the blockwise form otherwise. Its masks are by index, not b
 query index) and, on sliding-window layers, a left window of `window - 1` keys; segment ids keep packed documents
 apart. That is the decoder's visibility rule whenever positions count up by one inside each segment, as
 decoder.default_mask_positions makes them (left or right padding, packing); padding is segment 0, which no real
-query sees. Rows are padded to a multiple of the kernel's block (a multiple of 128, the TPU lane width).
+query sees (pad queries here see pad keys, so their outputs differ from the other kernels'; they are never read).
+Rows are padded to a multiple of the kernel's block: attention_block rounded down to a multiple of 128 (the TPU
+lane width), at least 128.
 
 Off TPU the kernel runs in Pallas interpret mode: exact but slow, for the parity tests on CPU (tests/
 test_attention.py); `auto` never picks it. Under a mesh (the train step's abstract mesh) the kernel runs per shard
 through jax.shard_map: rows over the batch axes, kv heads over "tensor" where they divide, as the decoder's
-activations are split; XLA cannot partition the Pallas call itself. Not yet measured on a TPU here.
+activations are split; XLA cannot partition the Pallas call itself. A dimension the mesh does not divide is not
+split (sharding.logical_spec): still exact, but every shard then computes all of it. Not yet measured on a TPU.
 """
 from __future__ import annotations
 
