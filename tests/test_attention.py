@@ -14,7 +14,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 
 from caujax.models import Decoder
 from caujax.models.attention import attend, resolve
-from caujax.models.decoder import default_mask_positions
+from caujax.models.decoder import decode_reads_filled, default_mask_positions, init_cache
 from caujax.sampling import SamplingParams, sample_ids
 from caujax.sharding import BATCH_AXES, make_mesh
 from model_fixtures import TINY, strong_weights
@@ -136,15 +136,19 @@ def test_splash_per_shard_under_a_mesh_equals_plain():
         assert float(jnp.max(jnp.abs(g_got - g_want))) < TOL * max(1.0, float(jnp.max(jnp.abs(g_want))))
 
 
-def test_blockwise_prefill_samples_the_plain_tokens():
-    cfg = TINY["gemma3"]
+def test_blockwise_prefill_and_filled_only_decode_sample_the_plain_tokens():
+    """Blocks of 8 against a cache of 16 prompt + 20 new columns: the prefill is blockwise and every decoded token
+    attends over the filled columns only (models/decode_attention.py), on Gemma 3's local (window 4) / global stack
+    with an attention softcap, greedy and sampled."""
+    cfg = TINY["gemma3"].replace(attn_logit_softcap=5.0)
     state = strong_weights(cfg)
     prompts = [[5, 9, 2, 7, 1, 3, 8, 4, 6, 2, 9], [3, 3, 1]]         # longer than the window, and left padding
-    params = SamplingParams(temperature=0.0, max_new_tokens=6)
-    out = {}
-    for impl in ("plain", "blockwise"):
-        model = nnx.merge(nnx.graphdef(nnx.eval_shape(lambda: Decoder(cfg.replace(attention=impl, attention_block=8),
-                                                                       rngs=nnx.Rngs(0)))), state)
-        out[impl] = sample_ids(model, prompts, params)
-    np.testing.assert_array_equal(out["plain"].tokens, out["blockwise"].tokens)
-    np.testing.assert_allclose(out["plain"].logp, out["blockwise"].logp, atol=1e-5)
+    models = {impl: nnx.merge(nnx.graphdef(nnx.eval_shape(lambda: Decoder(
+        cfg.replace(attention=impl, attention_block=8), rngs=nnx.Rngs(0)))), state) for impl in ("plain", "blockwise")}
+    assert decode_reads_filled(models["blockwise"].cfg, init_cache(cfg, 1, 36, by_column=True))
+    assert not decode_reads_filled(models["plain"].cfg, init_cache(cfg, 1, 36, by_column=True))
+    for temperature in (0.0, 1.0):
+        params = SamplingParams(temperature=temperature, max_new_tokens=20, seed=1)
+        out = {impl: sample_ids(model, prompts, params) for impl, model in models.items()}
+        np.testing.assert_array_equal(out["plain"].tokens, out["blockwise"].tokens)
+        np.testing.assert_allclose(out["plain"].logp, out["blockwise"].logp, atol=1e-5)

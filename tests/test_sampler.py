@@ -164,7 +164,9 @@ def test_mesh_sampling_equals_one_device_and_seed_does_not_recompile():
     from caujax.sampling.sampler import compilations
     from caujax.sharding import make_mesh
 
-    model = Decoder(ModelConfig.tiny("gemma3"), rngs=nnx.Rngs(2))
+    # Blockwise in blocks of 8 against 16 + 10 cache columns: decoded tokens attend over the filled columns only
+    # (models/decode_attention.py), with rows and cache split over the batch axes and heads over "tensor".
+    model = Decoder(ModelConfig.tiny("gemma3", attention="blockwise", attention_block=8), rngs=nnx.Rngs(2))
     greedy = SamplingParams(n=2, temperature=0, max_new_tokens=NEW)
     one, logp_one, *_ = sample_ids(model, PROMPTS, greedy)
     many, logp_many, *_ = sample_ids(model, PROMPTS, greedy, mesh=make_mesh(2, 2, 2))

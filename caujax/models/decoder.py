@@ -29,6 +29,7 @@ from flax import nnx
 from jax.ad_checkpoint import checkpoint_name
 
 from caujax.models.attention import attend
+from caujax.models.decode_attention import DECODE_BLOCK, decode_attend
 from caujax.models.config import ModelConfig
 from caujax.models.lora import adapters_of, project
 from caujax.sharding import constrain
@@ -160,6 +161,14 @@ class Attention(nnx.Module):
             # lands in a free column (by_column caches) or at slot pos % S, which held position pos - S: no longer
             # visible to this query when S >= the window.
             new_cache = _write_cache(cache, layer, k_BTKH, v_BTKH, positions_BT, mask_BT)
+            if decode_reads_filled(cfg, new_cache):
+                B, _, N, H = q_BTNH.shape
+                out_BTKGH = decode_attend(
+                    q_BTNH.reshape(B, 1, cfg.num_kv_heads, N // cfg.num_kv_heads, H), new_cache, layer,
+                    positions_BT, mask_BT, scale=(cfg.query_pre_attn_scalar or H) ** -0.5,
+                    softcap=cfg.attn_logit_softcap, window=cfg.sliding_window if "local" in cfg.layer_types else None,
+                    is_local=is_local, block=min(cfg.attention_block, DECODE_BLOCK))
+                return project(self, "o", out_BTKGH.reshape(B, 1, N, H), contract=2, key=key), new_cache
             keys_BSKH, vals_BSKH = new_cache["k"][layer].astype(dt), new_cache["v"][layer].astype(dt)
             k_pos_BS = new_cache["pos"][layer]
             k_ok_BS = k_pos_BS >= 0
@@ -182,6 +191,15 @@ class Attention(nnx.Module):
         if new_cache is None and cache is not None:
             new_cache = _write_cache(cache, layer, k_BTKH, v_BTKH, positions_BT, mask_BT)
         return out_BTD, new_cache
+
+
+def decode_reads_filled(cfg: ModelConfig, cache: Cache) -> bool:
+    """A decoded token attends over the filled columns only (models/decode_attention.py) when the cache is the
+    sampler's by-column one and longer than one block (min(attention_block, DECODE_BLOCK) columns), and the
+    attention setting is "blockwise". Opt-in: "auto" decodes with the plain form over every slot, because on CPU
+    the whole decode step was no faster (bench/README.md) and accelerators are not measured yet."""
+    return ("at" in cache and cfg.attention == "blockwise"
+            and cache["k"].shape[2] > min(cfg.attention_block, DECODE_BLOCK))
 
 
 def _write_cache(cache: Cache, layer, k_BTKH, v_BTKH, positions_BT, mask_BT) -> Cache:
