@@ -276,6 +276,10 @@ def _replace_path(obj, parts: list[str], text: str, full_key: str):
         near = difflib.get_close_matches(full_key, valid, n=3, cutoff=0.6)
         hint = f"; did you mean {', '.join('--' + n for n in near)}?" if near else f"; valid: {sorted(names)}"
         raise ValueError(f"unknown config key --{full_key}{hint}")
+    here = ".".join(full_key.split(".")[: len(full_key.split(".")) - len(parts) + 1])     # the key up to parts[0]
+    if here in ARCH_RUN_KEYS and len(parts) > 1:    # e.g. --model.arch.lora.rank: ModelSource.__post_init__ says why
+        run_key = "model." + ".".join(full_key.split(".")[2:])
+        raise ValueError(f"--{full_key}: {here} is a run setting, not part of the architecture: set --{run_key}")
     hint_type = typing.get_type_hints(cls)[parts[0]]
     current = getattr(obj, parts[0])
     if len(parts) == 1:
@@ -291,6 +295,12 @@ def _replace_path(obj, parts: list[str], text: str, full_key: str):
         return dataclasses.replace(obj, **{parts[0]: value})
     except ValueError as e:
         raise ValueError(f"--{full_key}={text}: {e}") from None
+
+
+# Other tools' names for a choice, so that the error points to caujax's (difflib would offer 'splash' for 'flash'):
+# transformers' attn_implementation values and the usual names of the kernels.
+_CHOICE_ALIASES = {"flash": "blockwise", "flash_attention": "blockwise", "flash_attention_2": "blockwise",
+                   "eager": "plain", "sdpa": "dot_product", "cudnn": "dot_product"}
 
 
 def _dataclass_in(hint):
@@ -320,7 +330,8 @@ def _convert(text: str, hint, key: str):
     if origin is Literal:
         choices = typing.get_args(hint)
         if text not in choices:
-            near = difflib.get_close_matches(text, [str(c) for c in choices], n=1)
+            alias = _CHOICE_ALIASES.get(text.lower())
+            near = [alias] if alias in choices else difflib.get_close_matches(text, [str(c) for c in choices], n=1)
             raise ValueError(f"--{key}={text}: expected one of {choices}"
                              + (f"; did you mean {near[0]!r}?" if near else ""))
         return text

@@ -44,7 +44,8 @@ def visible(q_pos_BT, k_pos_BS, q_seg_BT, k_seg_BS, is_local, window: int | None
 
 
 def resolve(impl: Impl, T: int, S: int, softcap: float | None) -> str:
-    """The kernel "auto" stands for: the plain form for one decoded token, blockwise otherwise, on every backend (on
+    """The kernel "auto" stands for: the plain form for one decoded token (but over the sampler's cache longer than
+    one block, decoder.decode_reads_filled picks models/decode_attention.py), blockwise otherwise, on every backend (on
     CPU its custom backward made the 8 x 512 forward + backward 1.17x faster than autodiff of the plain form,
     bench/README.md). "dot_product" is opt-in: jax.nn.dot_product_attention with implementation=None, which jax
     0.10 runs as the XLA form (T x T scores, autodiff backward) unless it picks cuDNN, so it is not the default on

@@ -9,9 +9,12 @@ applies it to one query). On a sliding-window layer it starts at the first block
 columns from its first real token on hold consecutive positions (left-padded prompt, then one column a step), so a
 key whose column is `window` or more before the query's is out of the window for every row.
 
-Blocks are min(attention_block, DECODE_BLOCK) columns: Gemma-3-270M's attention over one layer's cache, 64 rows x
-512 slots, float32, 2 CPU cores, timed alone: the plain form 58-60 ms at any fill; blocks of 128 16 / 20 / 27 / 29 ms
-with 128 / 256 / 384 / 512 columns filled, blocks of 64 15-37 ms, of 256 28-41 ms (bench/README.md).
+In the sampler's loop the plain form's step time grows with the allocated length, this one's with the filled part
+(a 6-layer Gemma-3-270M-shaped stack, 40 rows, 32 steps: 5.3 / 6.9 / 10.0 / 34.3 s with 192 / 512 / 1,024 / 4,096
+columns allocated, against 5.1 / 5.2 / 5.5 / 5.8 s; bench/README.md). Blocks are min(attention_block, DECODE_BLOCK)
+columns: Gemma-3-270M's attention over one layer's cache, 64 rows x 512 slots, timed alone: the plain form 57-61 ms
+at any fill; blocks of 128 15 / 22 / 33 / 31 ms with 129 / 257 / 385 / 512 columns filled, of 64 16-38 ms, of 256
+29-45 ms.
 
 Same visibility rule and result as attention.attend's plain form (tests/test_decode_attention.py): keys with
 position -1 (empty slots, pads, rows already done) are invisible. Forward only: the sampler never differentiates.
