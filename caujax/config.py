@@ -273,13 +273,22 @@ def _replace_path(obj, parts: list[str], text: str, full_key: str):
     if parts[0] not in names:
         consumed = full_key.split(".")[: len(full_key.split(".")) - len(parts)]
         valid = valid_keys(cls, "".join(p + "." for p in consumed))
-        near = difflib.get_close_matches(full_key, valid, n=3, cutoff=0.6)
+        # A refused run-setting key (model.arch.lora.rank) is suggested as the key to set (model.lora.rank).
+        shown = {k: "model." + k.removeprefix("model.arch.") if any(k == r or k.startswith(r + ".")
+                                                                   for r in ARCH_RUN_KEYS) else k for k in valid}
+        near = dict.fromkeys(shown[k] for k in difflib.get_close_matches(full_key, valid, n=3, cutoff=0.6))
         hint = f"; did you mean {', '.join('--' + n for n in near)}?" if near else f"; valid: {sorted(names)}"
         raise ValueError(f"unknown config key --{full_key}{hint}")
     here = ".".join(full_key.split(".")[: len(full_key.split(".")) - len(parts) + 1])     # the key up to parts[0]
     if here in ARCH_RUN_KEYS and len(parts) > 1:    # e.g. --model.arch.lora.rank: ModelSource.__post_init__ says why
+        section = _dataclass_in(typing.get_type_hints(cls)[parts[0]])
+        inner = valid_keys(section, f"model.{parts[0]}.") if section else []
         run_key = "model." + ".".join(full_key.split(".")[2:])
-        raise ValueError(f"--{full_key}: {here} is a run setting, not part of the architecture: set --{run_key}")
+        if run_key not in inner:
+            near = difflib.get_close_matches(run_key, inner, n=1)
+            raise ValueError(f"unknown config key --{full_key}" + (f"; did you mean --{near[0]}?" if near else ""))
+        raise ValueError(f"--{full_key}: {here} is a run setting, not part of the architecture: set "
+                         f"--{run_key}={text} instead")
     hint_type = typing.get_type_hints(cls)[parts[0]]
     current = getattr(obj, parts[0])
     if len(parts) == 1:

@@ -181,8 +181,13 @@ def test_run_settings_reach_the_built_decoder_and_are_refused_on_the_arch():
     assert not apply_overrides(cfg, {"model.arch.scan_layers": "false"}).model.run_arch(arch).scan_layers
     with pytest.raises(ValueError, match=r"model\.arch\.param_dtype='bfloat16' is a run setting.*--model\.param_dtype"):
         apply_overrides(load_preset(CONFIGS / "tiny.py"), {"model.arch.param_dtype": "bfloat16"})
-    with pytest.raises(ValueError, match=r"model\.arch\.lora is a run setting.*set --model\.lora\.rank"):
+    with pytest.raises(ValueError, match=r"model\.arch\.lora is a run setting.*set --model\.lora\.rank=4 instead"):
         apply_overrides(load_preset(CONFIGS / "tiny.py"), {"model.arch.lora.rank": "4"})
+    # Typos near a refused key suggest the key to set, not the refused one.
+    with pytest.raises(ValueError, match=r"key --model\.arch\.lora\.rnk; did you mean --model\.lora\.rank\?"):
+        apply_overrides(cfg, {"model.arch.lora.rnk": "4"})
+    with pytest.raises(ValueError, match=r"--model\.arch\.atention; did you mean --model\.attention, "):
+        apply_overrides(cfg, {"model.arch.atention": "plain"})
     with pytest.raises(ValueError, match=r"--model\.attention=flash: expected one of \('auto', .*'splash'\); "
                                          r"did you mean 'blockwise'\?"):
         apply_overrides(cfg, {"model.attention": "flash"})

@@ -5,7 +5,8 @@ query when both belong to the same segment (segment 0 marks padding and empty ca
 key's position is <= the query's, and, on sliding-window layers, q_pos - k_pos < window. Shapes follow decoder.py:
 q_BTKGH (G query heads per kv head), k_BSKH, v_BSKH; positions and segments are int32 [B, T] / [B, S].
 
-- "plain" materialises the [B, K, G, T, S] float32 scores: the reference form, and what a decoded token uses.
+- "plain" materialises the [B, K, G, T, S] float32 scores: the reference form, and what a decoded token uses
+  against a ring-buffer cache or a by-column one of at most one block (otherwise decode_attention.py).
 - "blockwise" never holds more than [B, K, G, block, block] scores: the online-softmax recurrence of FlashAttention
   (Dao et al. 2022, Alg. 1) over key blocks, with its recomputing backward pass (Alg. 2 / FlashAttention-2 Alg. 2)
   as a custom VJP, so the backward keeps only q, k, v, the output and the [B, K, G, T] log-sum-exp. When the keys

@@ -111,8 +111,9 @@ class ModelConfig:
     param_dtype: DType = "float32"
     compute_dtype: DType = "float32"
     attention: AttentionImpl = "auto"   # kernel (models/attention.py);
-    #                                     auto: plain for one decoded token, blockwise otherwise
-    attention_block: int = 256          # query/key block of the blockwise kernel
+    #                                     auto: blockwise, and for a decoded token the filled columns of the
+    #                                     sampler's cache (decode_attention.py; plain for other caches)
+    attention_block: int = 256          # query/key block of the blockwise kernel (decoding: at most 128)
     remat: RematPolicy = "none"         # training: what each block keeps for the backward pass (REMAT_POLICIES)
     lora: LoRAConfig | None = None      # low-rank adapters on the projections (models/lora.py); None = none
     scan_layers: bool = True            # one compiled block applied by lax.scan over the stacked [L, ...] layers;
