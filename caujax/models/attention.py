@@ -133,6 +133,17 @@ def _scores(static, q_i, k_j, q_pos_i, k_pos_j, q_seg_i, k_seg_j, is_local):
     return jnp.where(vis, s, _NEG), t, vis
 
 
+def _online_softmax_step(m, l, acc, s, v_j):
+    """FlashAttention's recurrence (Dao et al. 2022, Alg. 1) for one key block: running max m and sum l [..., T] and
+    the unnormalised output acc [..., T, H] updated by scores s [B, K, G, T, S] (masked: _NEG) and values v_j."""
+    m_new = jnp.maximum(m, s.max(-1))
+    p = jnp.exp(s - m_new[..., None])
+    rescale = jnp.exp(m - m_new)
+    acc = acc * rescale[..., None] + jnp.einsum("BKGTS,BSKH->BKGTH", p.astype(v_j.dtype), v_j,
+                                                preferred_element_type=jnp.float32)
+    return m_new, l * rescale + p.sum(-1), acc
+
+
 def _key_blocks(static, i, num_k):
     """Key blocks that query block i reads: all, or (self-causal) those starting before the block's end."""
     _, _, _, self_causal, bq, bk = static
@@ -152,17 +163,10 @@ def _flash_fwd(static, q, k, v, q_pos, k_pos, q_seg, k_seg, is_local):
         q_i, qp_i, qs_i = _slice(q, i * bq, bq), _slice(q_pos, i * bq, bq), _slice(q_seg, i * bq, bq)
 
         def body(j, carry):
-            m, l, acc = carry
             k_j, v_j = _slice(k, j * bk, bk), _slice(v, j * bk, bk)
             s, _, _ = _scores(static, q_i, k_j, qp_i, _slice(k_pos, j * bk, bk), qs_i, _slice(k_seg, j * bk, bk),
                               is_local)
-            m_new = jnp.maximum(m, s.max(-1))
-            p = jnp.exp(s - m_new[..., None])
-            rescale = jnp.exp(m - m_new)
-            l = l * rescale + p.sum(-1)
-            acc = acc * rescale[..., None] + jnp.einsum("BKGTS,BSKH->BKGTH", p.astype(v.dtype), v_j,
-                                                        preferred_element_type=jnp.float32)
-            return m_new, l, acc
+            return _online_softmax_step(*carry, s, v_j)
 
         init = (jnp.full((B, K, G, bq), _NEG, jnp.float32), jnp.zeros((B, K, G, bq), jnp.float32),
                 jnp.zeros((B, K, G, bq, H), jnp.float32))

@@ -24,7 +24,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from caujax.models.attention import _NEG, visible
+from caujax.models.attention import _NEG, _online_softmax_step, _scores
 
 DECODE_BLOCK = 128      # the largest block a decoded token walks the cache in (module docstring: the measurement)
 
@@ -48,7 +48,6 @@ def decode_attend(q_B1KGH, cache, layer, q_pos_B1, q_seg_B1, *, scale: float, so
     layer = jnp.asarray(layer, jnp.int32)
 
     def body(j, carry):
-        m, l, acc = carry
         # The last block is moved back to end at S; its columns before j * bk were read by block j - 1.
         start = jnp.minimum(j * bk, S - bk)
         k_j = jax.lax.dynamic_slice(k_LBSKH, (layer, zero, start, zero, zero), (1, B, bk, K, H))[0]
@@ -56,18 +55,9 @@ def decode_attend(q_B1KGH, cache, layer, q_pos_B1, q_seg_B1, *, scale: float, so
         pos_j = jax.lax.dynamic_slice(pos_LBS, (layer, zero, start), (1, B, bk))[0]
         fresh = (start + jnp.arange(bk)) >= j * bk
         seg_j = ((pos_j >= 0) & fresh[None]).astype(jnp.int32)
-        s = jnp.einsum("BTKGH,BSKH->BKGTS", q_B1KGH, k_j.astype(q_B1KGH.dtype),
-                       preferred_element_type=jnp.float32) * scale
-        if softcap:
-            s = jnp.tanh(s / softcap) * softcap
-        vis = visible(q_pos_B1, pos_j, q_seg_B1, seg_j, is_local, window)[:, None, None]
-        s = jnp.where(vis, s, _NEG)
-        m_new = jnp.maximum(m, s.max(-1))
-        p = jnp.exp(s - m_new[..., None])
-        rescale = jnp.exp(m - m_new)
-        acc = acc * rescale[..., None] + jnp.einsum("BKGTS,BSKH->BKGTH", p.astype(q_B1KGH.dtype),
-                                                    v_j.astype(q_B1KGH.dtype), preferred_element_type=jnp.float32)
-        return m_new, l * rescale + p.sum(-1), acc
+        s, _, _ = _scores((scale, softcap, window), q_B1KGH, k_j.astype(q_B1KGH.dtype), q_pos_B1, pos_j, q_seg_B1,
+                          seg_j, is_local)
+        return _online_softmax_step(*carry, s, v_j.astype(q_B1KGH.dtype))
 
     init = (jnp.full((B, K, G, 1), _NEG, jnp.float32), jnp.zeros((B, K, G, 1), jnp.float32),
             jnp.zeros((B, K, G, 1, H), jnp.float32))

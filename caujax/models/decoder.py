@@ -165,8 +165,7 @@ class Attention(nnx.Module):
                 B, _, N, H = q_BTNH.shape
                 out_BTKGH = decode_attend(
                     q_BTNH.reshape(B, 1, cfg.num_kv_heads, N // cfg.num_kv_heads, H), new_cache, layer,
-                    positions_BT, mask_BT, scale=(cfg.query_pre_attn_scalar or H) ** -0.5,
-                    softcap=cfg.attn_logit_softcap, window=cfg.sliding_window if "local" in cfg.layer_types else None,
+                    positions_BT, mask_BT, scale=_scale(cfg), softcap=cfg.attn_logit_softcap, window=_window(cfg),
                     is_local=is_local, block=min(cfg.attention_block, DECODE_BLOCK))
                 return project(self, "o", out_BTKGH.reshape(B, 1, N, H), contract=2, key=key), new_cache
             keys_BSKH, vals_BSKH = new_cache["k"][layer].astype(dt), new_cache["v"][layer].astype(dt)
@@ -183,14 +182,22 @@ class Attention(nnx.Module):
         out_BTKGH = attend(
             q_BTNH.reshape(B, T, K, N // K, H), keys_BSKH, vals_BSKH, positions_BT, k_pos_BS, mask_BT,
             k_ok_BS.astype(jnp.int32) if cache is not None and not prefill else mask_BT,
-            scale=(cfg.query_pre_attn_scalar or H) ** -0.5, softcap=cfg.attn_logit_softcap,
-            window=cfg.sliding_window if "local" in cfg.layer_types else None, is_local=is_local,
+            scale=_scale(cfg), softcap=cfg.attn_logit_softcap, window=_window(cfg), is_local=is_local,
             impl=cfg.attention, self_causal=cache is None or prefill, block=cfg.attention_block)
         out_BTNH = out_BTKGH.reshape(B, T, N, H)
         out_BTD = project(self, "o", out_BTNH, contract=2, key=key)
         if new_cache is None and cache is not None:
             new_cache = _write_cache(cache, layer, k_BTKH, v_BTKH, positions_BT, mask_BT)
         return out_BTD, new_cache
+
+
+def _scale(cfg: ModelConfig) -> float:
+    return (cfg.query_pre_attn_scalar or cfg.head_dim) ** -0.5
+
+
+def _window(cfg: ModelConfig) -> int | None:
+    """The sliding window of the local layers, None for a model without them."""
+    return cfg.sliding_window if "local" in cfg.layer_types else None
 
 
 def decode_reads_filled(cfg: ModelConfig, cache: Cache) -> bool:
