@@ -309,7 +309,18 @@ def _replace_path(obj, parts: list[str], text: str, full_key: str):
 # Other tools' names for a choice, so that the error points to caujax's (difflib would offer 'splash' for 'flash'):
 # transformers' attn_implementation values and the usual names of the kernels.
 _CHOICE_ALIASES = {"flash": "blockwise", "flash_attention": "blockwise", "flash_attention_2": "blockwise",
-                   "eager": "plain", "sdpa": "dot_product", "cudnn": "dot_product"}
+                   "flex_attention": "blockwise", "eager": "plain", "sdpa": "dot_product", "cudnn": "dot_product"}
+
+
+def check_choice(key: str, text: str, choices) -> str:
+    """`text` if it is one of `choices`, else ValueError "--key=text: expected one of (...)" with the nearest
+    choice, or caujax's name for another tool's (_CHOICE_ALIASES: flash -> blockwise). Also used by caujax.eval."""
+    if text not in choices:
+        alias = _CHOICE_ALIASES.get(text.lower())
+        near = [alias] if alias in choices else difflib.get_close_matches(text, [str(c) for c in choices], n=1)
+        raise ValueError(f"--{key}={text}: expected one of {tuple(choices)}"
+                         + (f"; did you mean {near[0]!r}?" if near else ""))
+    return text
 
 
 def _dataclass_in(hint):
@@ -337,13 +348,7 @@ def _convert(text: str, hint, key: str):
         raise ValueError(errors[0])
     origin = typing.get_origin(hint)
     if origin is Literal:
-        choices = typing.get_args(hint)
-        if text not in choices:
-            alias = _CHOICE_ALIASES.get(text.lower())
-            near = [alias] if alias in choices else difflib.get_close_matches(text, [str(c) for c in choices], n=1)
-            raise ValueError(f"--{key}={text}: expected one of {choices}"
-                             + (f"; did you mean {near[0]!r}?" if near else ""))
-        return text
+        return check_choice(key, text, typing.get_args(hint))
     if hint is bool:
         if text.lower() not in ("true", "false", "1", "0"):
             raise ValueError(f"--{key}={text}: expected true or false")

@@ -44,6 +44,7 @@ from tqdm import tqdm
 import caujax
 from caujax import external_eval, scoring
 from caujax.causal.answer import TYPES
+from caujax.config import check_choice
 from caujax.data import load_calm, load_caugym, load_file
 from caujax.data.calm import KINDS as CALM_KINDS
 from caujax.data.caugym import TEST_SETS
@@ -52,6 +53,7 @@ from caujax.data.prompts import item_prompt
 from caujax.eval_report import format_scores, plot_scores, read_generations, scan_generations, set_scores
 from caujax.eval_resume import (MUST_MATCH, ResumeRefused, check_records, check_resume, default_out, fingerprint,
                                 model_files, prompt_hash)
+from caujax.models.config import IMPLS
 
 
 def suite_items(suite: str, sets: list[str] | None, data_dir: str | None, calm_dir: str | None
@@ -203,7 +205,17 @@ def _parser() -> argparse.ArgumentParser:
                     help="parameters and compute (default float32)")
     ap.add_argument("--mesh", default=None, metavar="DATA,FSDP,TENSOR",
                     help="mesh axis sizes, e.g. 1,-1,1 (default: one device)")
+    ap.add_argument("--attention", default="auto", type=_attention, metavar="{" + ",".join(IMPLS) + "}",
+                    help="attention kernel for prefill and decoding, as train's --model.attention (default auto: "
+                         "blockwise prefill, decoding over the cache's filled columns)")
     return ap
+
+
+def _attention(text: str) -> str:
+    try:
+        return check_choice("attention", text, IMPLS)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 class UsageError(SystemExit):
@@ -261,7 +273,7 @@ def _main(argv=None) -> dict[str, dict]:
               "n": args.n, "temperature": args.temperature, "top_p": args.top_p, "top_k": args.top_k,
               "max_new_tokens": args.max_new_tokens, "seed": args.seed, "dtype": args.dtype,
               "suite": args.suite, "sets": list(sets), "data_dir": str(data_path), "limit": args.limit,
-              "batch_size": args.batch_size, "mesh": args.mesh, "model_files": files}
+              "batch_size": args.batch_size, "mesh": args.mesh, "attention": args.attention, "model_files": files}
     assert set(MUST_MATCH) <= set(config)
     try:            # before loading the model (minutes) and before writing anything
         moved = check_resume(out, config, fresh=args.fresh)
@@ -271,11 +283,14 @@ def _main(argv=None) -> dict[str, dict]:
         print(f"moved the previous evaluation's files to {moved}")
 
     from caujax.models import load_pretrained
+    from caujax.models.load import with_run_settings
     from caujax.sampling.sampler import compilations
     from caujax.sharding import make_mesh
 
     mesh = make_mesh(*(int(x) for x in args.mesh.split(","))) if args.mesh else None
     model, tokenizer = load_pretrained(args.model, dtype=args.dtype, mesh=mesh)
+    if args.attention != model.cfg.attention:
+        model = with_run_settings(model, attention=args.attention)
     whole = sets
     sets = {name: spread_over_types(items, args.limit) if args.limit else items for name, items in sets.items()}
     external = args.suite in external_eval.SUITES

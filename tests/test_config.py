@@ -191,5 +191,6 @@ def test_run_settings_reach_the_built_decoder_and_are_refused_on_the_arch():
     with pytest.raises(ValueError, match=r"--model\.attention=flash: expected one of \('auto', .*'splash'\); "
                                          r"did you mean 'blockwise'\?"):
         apply_overrides(cfg, {"model.attention": "flash"})
-    with pytest.raises(ValueError, match=r"did you mean 'blockwise'\?"):
-        apply_overrides(cfg, {"model.attention": "blokwise"})
+    for other_name in ("blokwise", "flex_attention", "FLASH_ATTENTION_2"):
+        with pytest.raises(ValueError, match=r"did you mean 'blockwise'\?"):
+            apply_overrides(cfg, {"model.attention": other_name})

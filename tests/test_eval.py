@@ -73,6 +73,28 @@ def test_resume_resamples_only_unfinished_items(run, caugym_dir, tmp_path, monke
     assert new_lines[:2] == lines[:2] and len(new_lines) == 3 and len(real(resumed / "base.jsonl")) == 3
 
 
+def test_attention_option_rebuilds_the_model_and_samples_the_same_tokens(run, caugym_dir, tmp_path, monkeypatch):
+    """--attention plain reads every cache slot; the default (auto) decodes over the filled columns once the
+    cache is longer than a block: the same seeds must give the same replies."""
+    model_dir, out, _ = run
+    from caujax import sampling
+
+    seen, original = [], sampling.sample
+    def spy(m, t, prompts, *a, **k):
+        seen.append(m.cfg.attention)
+        return original(m, t, prompts, *a, **k)
+    monkeypatch.setattr(sampling, "sample", spy)
+    caujax_eval.main(["--model", str(model_dir), "--suite", "caugym", "--sets", "base", "--data-dir", str(caugym_dir),
+                      "--out", str(tmp_path), "--attention", "plain", *ARGS])
+    assert seen and set(seen) == {"plain"}
+    replies = lambda path: [json.loads(line)["all_generated_answers"] for line in path.read_text().splitlines()]
+    assert replies(tmp_path / "base.jsonl") == replies(out / "base.jsonl")
+    assert json.loads((tmp_path / "eval_config.json").read_text())["attention"] == "plain"
+    with pytest.raises(SystemExit) as e:
+        caujax_eval.main(["--model", str(model_dir), "--attention", "flash"])
+    assert e.value.code == 2
+
+
 def test_bar_chart_draws_zero_as_zero_and_keeps_the_legend_off_the_bars():
     from caujax.eval_report import draw_scores
 

@@ -29,3 +29,16 @@ def release_host_memory() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):
         pass
+
+
+def with_run_settings(model, **settings):
+    """`model` (a Decoder) rebuilt around the same parameter arrays (nothing copied) with run settings that no
+    checkpoint stores changed in its ModelConfig, e.g. attention="plain" (config.ModelSource.run_arch lists them).
+    ValueError for a value ModelConfig refuses; TypeError for a name it lacks."""
+    from flax import nnx
+
+    from caujax.models.decoder import Decoder
+
+    arch = model.cfg.replace(**settings)
+    graphdef, _ = nnx.split(nnx.eval_shape(lambda: Decoder(arch, rngs=nnx.Rngs(0))))
+    return nnx.merge(graphdef, nnx.state(model))
