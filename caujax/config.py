@@ -312,13 +312,14 @@ _CHOICE_ALIASES = {"flash": "blockwise", "flash_attention": "blockwise", "flash_
                    "flex_attention": "blockwise", "eager": "plain", "sdpa": "dot_product", "cudnn": "dot_product"}
 
 
-def check_choice(key: str, text: str, choices) -> str:
-    """`text` if it is one of `choices`, else ValueError "--key=text: expected one of (...)" with the nearest
-    choice, or caujax's name for another tool's (_CHOICE_ALIASES: flash -> blockwise). Also used by caujax.eval."""
+def check_choice(key: str | None, text: str, choices) -> str:
+    """`text` if it is one of `choices`, else ValueError "--key=text: expected one of (...)" (key None: "'text':
+    expected ...", for argparse, which names the option itself) with the nearest choice, or caujax's name for another
+    tool's (_CHOICE_ALIASES: flash -> blockwise). Also used by caujax.eval."""
     if text not in choices:
         alias = _CHOICE_ALIASES.get(text.lower())
         near = [alias] if alias in choices else difflib.get_close_matches(text, [str(c) for c in choices], n=1)
-        raise ValueError(f"--{key}={text}: expected one of {tuple(choices)}"
+        raise ValueError(f"{f'--{key}={text}' if key else repr(text)}: expected one of {tuple(choices)}"
                          + (f"; did you mean {near[0]!r}?" if near else ""))
     return text
 

@@ -27,7 +27,9 @@ Output (--out, default runs/eval/<parent>-<name>-<8 hex of the model's SHA-256>,
 Resumable: generations are appended per batch, and a rerun with the same --out skips every finished item, but
 only when the model's files (SHA-256) and --n, --temperature, --top-p, --top-k, --max-new-tokens, --seed and
 --dtype match the run that wrote them (caujax/eval_resume.py). Otherwise it refuses, names what differs and leaves
-the files as they are; --fresh moves them to <out>/superseded/ and starts over.
+the files as they are; --fresh moves them to <out>/superseded/ and starts over. --batch-size, --mesh and --attention
+may change between calls (they lay out or compute the same samples: equal replies in tests/test_eval.py);
+eval_config.json keeps the last call's.
 """
 from __future__ import annotations
 
@@ -206,14 +208,16 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--mesh", default=None, metavar="DATA,FSDP,TENSOR",
                     help="mesh axis sizes, e.g. 1,-1,1 (default: one device)")
     ap.add_argument("--attention", default="auto", type=_attention, metavar="{" + ",".join(IMPLS) + "}",
-                    help="attention kernel for prefill and decoding, as train's --model.attention (default auto: "
-                         "blockwise prefill, decoding over the cache's filled columns)")
+                    help="attention kernel, as train's --model.attention (README: speed settings). auto "
+                         "(default) and blockwise: blockwise prefill; splash: the TPU kernel's prefill; these three "
+                         "decode over the filled cache columns only; plain and dot_product read every allocated "
+                         "cache slot at every decoded token")
     return ap
 
 
 def _attention(text: str) -> str:
     try:
-        return check_choice("attention", text, IMPLS)
+        return check_choice(None, text, IMPLS)
     except ValueError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
 
@@ -235,8 +239,9 @@ def refuse(message) -> UsageError:
 
 
 def main(argv=None) -> dict[str, dict]:
-    """python -m caujax.eval: a user error (a bad option, checkpoint, data file, mesh, output path or record) is one
-    line on stderr and exit status 2, as in the other CLIs; other exceptions keep their traceback."""
+    """python -m caujax.eval: a user error (a bad checkpoint, data file, mesh, output path or record) is one line on
+    stderr and exit status 2, as in the other CLIs (a bad option: argparse's usage, then one line); other exceptions
+    keep their traceback."""
     try:
         return _main(argv)
     except (ValueError, OSError) as e:          # CheckpointError and ResumeRefused are ValueErrors

@@ -147,6 +147,9 @@ def test_blockwise_prefill_and_filled_only_decode_sample_the_plain_tokens():
         cfg.replace(attention=impl, attention_block=8), rngs=nnx.Rngs(0)))), state) for impl in ("plain", "blockwise")}
     assert decode_reads_filled(models["blockwise"].cfg, init_cache(cfg, 1, 36, by_column=True))
     assert not decode_reads_filled(models["plain"].cfg, init_cache(cfg, 1, 36, by_column=True))
+    for impl, filled in (("splash", True), ("dot_product", False), ("auto", True)):
+        assert decode_reads_filled(cfg.replace(attention=impl, attention_block=8),
+                                   init_cache(cfg, 1, 36, by_column=True)) == filled
     for temperature in (0.0, 1.0):
         params = SamplingParams(temperature=temperature, max_new_tokens=20, seed=1)
         out = {impl: sample_ids(model, prompts, params) for impl, model in models.items()}

@@ -78,6 +78,7 @@ def test_attention_option_rebuilds_the_model_and_samples_the_same_tokens(run, ca
     cache is longer than a block: the same seeds must give the same replies."""
     model_dir, out, _ = run
     from caujax import sampling
+    from caujax.models.load import with_run_settings
 
     seen, original = [], sampling.sample
     def spy(m, t, prompts, *a, **k):
@@ -93,6 +94,8 @@ def test_attention_option_rebuilds_the_model_and_samples_the_same_tokens(run, ca
     with pytest.raises(SystemExit) as e:
         caujax_eval.main(["--model", str(model_dir), "--attention", "flash"])
     assert e.value.code == 2
+    with pytest.raises(ValueError, match=r"changes only .*'attention'.*, not \['param_dtype', 'sliding_window'\]"):
+        with_run_settings(None, attention="plain", param_dtype="bfloat16", sliding_window=2)
 
 
 def test_bar_chart_draws_zero_as_zero_and_keeps_the_legend_off_the_bars():

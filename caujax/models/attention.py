@@ -15,7 +15,8 @@ q_BTKGH (G query heads per kv head), k_BSKH, v_BSKH; positions and segments are 
 - "dot_product" is jax.nn.dot_product_attention (implementation=None: jax picks cuDNN where it can, else the XLA
   form, which materialises the scores); it has no logit softcap, so models with one fall back to "blockwise".
 - "splash" is the TPU Pallas splash-attention kernel (models/splash.py) for the self-causal case (other calls fall
-  back to "blockwise"); off TPU it runs in Pallas interpret mode, for tests. Opt-in until measured on a TPU.
+  back to "blockwise"; decoding with the sampler's cache reads its filled columns, decoder.decode_reads_filled);
+  off TPU it runs in Pallas interpret mode, for tests. Opt-in until measured on a TPU.
 
 A query that sees no key at all (padding, segment 0) gets the mean of the values it scanned in the forward and a
 zero gradient in the blockwise backward: its output is never read (pads are never keys and their log-probs are

@@ -203,10 +203,11 @@ def _window(cfg: ModelConfig) -> int | None:
 def decode_reads_filled(cfg: ModelConfig, cache: Cache) -> bool:
     """A decoded token attends over the filled columns only (models/decode_attention.py) when the cache is the
     sampler's by-column one and longer than one block (min(attention_block, DECODE_BLOCK) columns), and the
-    attention setting is "auto" or "blockwise"; "plain" (and the other settings) read every slot, the reference.
+    attention setting is "auto", "blockwise" or "splash" (a prefill and training kernel; decoding is not its case);
+    "plain" (the reference) and "dot_product" (jax.nn's, opt-in) read every slot.
     In the sampler's loop the plain form's step time grows with the allocated length, this one's with the filled
     part (bench/README.md: 32 steps at 4,096 columns 34.3 s -> 5.8 s)."""
-    return ("at" in cache and cfg.attention in ("auto", "blockwise")
+    return ("at" in cache and cfg.attention in ("auto", "blockwise", "splash")
             and cache["k"].shape[2] > min(cfg.attention_block, DECODE_BLOCK))
 
 

@@ -31,10 +31,18 @@ def release_host_memory() -> None:
         pass
 
 
+# What with_run_settings may change: how the same arrays are computed with. Not param_dtype (the arrays keep
+# theirs), lora (adapters are new parameters) nor any architecture field (the weights would mean another model).
+REBUILDABLE = ("compute_dtype", "remat", "attention", "attention_block", "scan_layers")
+
+
 def with_run_settings(model, **settings):
-    """`model` (a Decoder) rebuilt around the same parameter arrays (nothing copied) with run settings that no
-    checkpoint stores changed in its ModelConfig, e.g. attention="plain" (config.ModelSource.run_arch lists them).
-    ValueError for a value ModelConfig refuses; TypeError for a name it lacks."""
+    """`model` (a Decoder) rebuilt around the same parameter arrays (nothing copied) with some of REBUILDABLE
+    changed in its ModelConfig, e.g. attention="plain". ValueError naming any other field, or a value ModelConfig
+    refuses."""
+    other = sorted(set(settings) - set(REBUILDABLE))
+    if other:
+        raise ValueError(f"with_run_settings changes only {REBUILDABLE}, not {other}")
     from flax import nnx
 
     from caujax.models.decoder import Decoder
