@@ -267,23 +267,28 @@ def parse_overrides(argv: list[str]) -> dict[str, str]:
     return out
 
 
+def _run_key(arch_key: str) -> str:
+    """The key that sets a run setting refused under model.arch: model.arch.lora.rank -> model.lora.rank."""
+    return "model." + arch_key.removeprefix("model.arch.")
+
+
 def _replace_path(obj, parts: list[str], text: str, full_key: str):
     cls = type(obj)
     names = [f.name for f in dataclasses.fields(cls)]
+    consumed = full_key.split(".")[: len(full_key.split(".")) - len(parts)]      # the sections above obj
+    here = ".".join([*consumed, parts[0]])                                         # the key up to parts[0]
     if parts[0] not in names:
-        consumed = full_key.split(".")[: len(full_key.split(".")) - len(parts)]
         valid = valid_keys(cls, "".join(p + "." for p in consumed))
         # A refused run-setting key (model.arch.lora.rank) is suggested as the key to set (model.lora.rank).
-        shown = {k: "model." + k.removeprefix("model.arch.") if any(k == r or k.startswith(r + ".")
-                                                                   for r in ARCH_RUN_KEYS) else k for k in valid}
+        shown = {k: _run_key(k) if any(k == r or k.startswith(r + ".") for r in ARCH_RUN_KEYS) else k
+                 for k in valid}
         near = dict.fromkeys(shown[k] for k in difflib.get_close_matches(full_key, valid, n=3, cutoff=0.6))
         hint = f"; did you mean {', '.join('--' + n for n in near)}?" if near else f"; valid: {sorted(names)}"
         raise ValueError(f"unknown config key --{full_key}{hint}")
-    here = ".".join(full_key.split(".")[: len(full_key.split(".")) - len(parts) + 1])     # the key up to parts[0]
     if here in ARCH_RUN_KEYS and len(parts) > 1:    # e.g. --model.arch.lora.rank: ModelSource.__post_init__ says why
         section = _dataclass_in(typing.get_type_hints(cls)[parts[0]])
         inner = valid_keys(section, f"model.{parts[0]}.") if section else []
-        run_key = "model." + ".".join(full_key.split(".")[2:])
+        run_key = _run_key(full_key)
         if run_key not in inner:
             near = difflib.get_close_matches(run_key, inner, n=1)
             raise ValueError(f"unknown config key --{full_key}" + (f"; did you mean --{near[0]}?" if near else ""))
@@ -296,7 +301,7 @@ def _replace_path(obj, parts: list[str], text: str, full_key: str):
     elif dataclasses.is_dataclass(current):
         value = _replace_path(current, parts[1:], text, full_key)
     elif current is None and _dataclass_in(hint_type) is not None:
-        raise ValueError(f"--{full_key}: {'.'.join(full_key.split('.')[:-len(parts) + 1])} is None in this preset; "
+        raise ValueError(f"--{full_key}: {here} is None in this preset; "
                          f"set a preset that defines it")
     else:
         raise ValueError(f"unknown config key --{full_key}: {parts[0]} is a {type(current).__name__}, not a section")
